@@ -1,0 +1,315 @@
+//! `cargo xtask build`: configure (allnoconfig + fragments, verified) and build the
+//! kernel out of tree with ccache and Debian's Rust toolchain; install the series'
+//! selftests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::config::{self, Want};
+use crate::deps;
+use crate::project::Project;
+use crate::tree;
+use crate::util::{jobs, write_atomic};
+
+/// Options the series itself adds; the `m` variant builds them as modules.
+pub const SERIES_OPTIONS: &[&str] = &["CONFIG_INFINIBAND_RDMABOND"];
+
+/// How the series' own drivers are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Variant {
+    /// Built in (the configuration the tests boot).
+    Y,
+    /// As loadable modules.
+    M,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Y => "y",
+            Variant::M => "m",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Build the series' drivers built in (y) or as modules (m).
+    #[arg(long, value_enum, default_value = "y")]
+    pub variant: Variant,
+    /// Only write and verify the .config.
+    #[arg(long)]
+    pub config_only: bool,
+}
+
+impl BuildArgs {
+    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+        let out = build(sh, project, self.variant, self.config_only)?;
+        eprintln!(
+            "kernel: {} (build dir {})",
+            out.image.display(),
+            out.dir.display()
+        );
+        if !out.targets.is_empty() {
+            eprintln!("selftests: {}", out.targets.join(" "));
+        }
+        Ok(())
+    }
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// Build directory.
+    pub dir: PathBuf,
+    /// bzImage.
+    pub image: PathBuf,
+    /// INSTALL_MOD_PATH with lib/modules/<release>.
+    pub modroot: PathBuf,
+    /// Installed kselftests (run_kselftest.sh), when the series has any.
+    pub kselftest: Option<PathBuf>,
+    /// Selftest TARGETS the series adds.
+    pub targets: Vec<String>,
+}
+
+/// Selftest directories the series adds: those with an added Makefile.
+pub fn selftest_targets(added: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = added
+        .iter()
+        .filter_map(|f| f.strip_prefix("tools/testing/selftests/"))
+        .filter_map(|f| f.strip_suffix("/Makefile"))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The fragments, in merge order: ci/*.config, the series' selftest configs, variant.
+fn fragments(project: &Project, targets: &[String], variant: Variant) -> Result<Vec<Vec<Want>>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
+        .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "config"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)?;
+        let origin = f
+            .strip_prefix(&project.root)
+            .unwrap_or(f)
+            .display()
+            .to_string();
+        out.push(config::parse_fragment(&text, &origin)?);
+    }
+    for t in targets {
+        let f = project
+            .tree
+            .join("tools/testing/selftests")
+            .join(t)
+            .join("config");
+        if f.is_file() {
+            let text = std::fs::read_to_string(&f)?;
+            out.push(config::parse_fragment(
+                &text,
+                &format!("tools/testing/selftests/{t}/config"),
+            )?);
+        }
+    }
+    if variant == Variant::M {
+        let asked: Vec<&String> = out.iter().flatten().map(|w| &w.name).collect();
+        let mods: Vec<Want> = SERIES_OPTIONS
+            .iter()
+            .filter(|o| asked.iter().any(|a| a == *o))
+            .map(|o| Want {
+                name: o.to_string(),
+                value: "m".into(),
+                origin: "--variant m".into(),
+            })
+            .collect();
+        out.push(mods);
+    }
+    Ok(out)
+}
+
+fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
+    let cache = project.cache_dir()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths: Vec<PathBuf> = bindgen
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    paths.extend(std::env::split_paths(&path));
+    let logf =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(&project.tree)
+        .arg(format!("O={}", dir.display()))
+        .arg("CC=ccache gcc")
+        .arg(format!("RUSTC={}", deps::KERNEL_RUSTC))
+        .arg(format!("BINDGEN={}", bindgen.display()))
+        .arg(format!("-j{}", jobs()))
+        .args(args)
+        .env("PATH", std::env::join_paths(paths)?)
+        .env("LIBCLANG_PATH", deps::LIBCLANG_PATH)
+        .env("CCACHE_DIR", cache.join("ccache"))
+        .env("CCACHE_BASEDIR", &project.root)
+        .env("CCACHE_NOHASHDIR", "true")
+        .env("CCACHE_MAXSIZE", "10G")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .status()
+        .context("cannot run make")?;
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        bail!(
+            "make {} failed; the first errors:\n{}\nfull log: {}",
+            args.join(" "),
+            first_errors(&text, 25),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// The first error lines of a build log with a little context; the tail otherwise.
+pub fn first_errors(log: &str, max: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains("error:") || l.contains("Error ") || l.contains("*** "));
+    let start = match first {
+        Some(i) => i.saturating_sub(3),
+        None => lines.len().saturating_sub(max),
+    };
+    lines[start..lines.len().min(start + max)].join("\n")
+}
+
+/// Configures and builds one variant.
+pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool) -> Result<Built> {
+    deps::ensure(sh, "the kernel build", deps::BUILD)?;
+    let bindgen = deps::bindgen(sh, &project.cache_dir()?)?;
+    let dir = project.build_dir(variant.name());
+    std::fs::create_dir_all(&dir)?;
+    let targets = selftest_targets(&tree::added_files(sh, project)?);
+    let wants = config::merge(&fragments(project, &targets, variant)?);
+    let fragment = config::render(&wants);
+    let frag_path = dir.join("xtask.fragment");
+    let dotconfig = dir.join(".config");
+    let stale = std::fs::read_to_string(&frag_path).ok().as_deref() != Some(fragment.as_str())
+        || !dotconfig.is_file();
+    if stale {
+        write_atomic(&frag_path, fragment.as_bytes())?;
+        let alloc = format!("KCONFIG_ALLCONFIG={}", frag_path.display());
+        eprintln!(
+            "configuring {} (allnoconfig + {} options)",
+            dir.display(),
+            wants.len()
+        );
+        make(
+            project,
+            &dir,
+            &bindgen,
+            &[&alloc, "allnoconfig"],
+            &dir.join("config.log"),
+        )?;
+    }
+    let have = config::parse_dotconfig(&std::fs::read_to_string(&dotconfig)?);
+    let lost = config::dropped(&wants, &have);
+    if !lost.is_empty() {
+        // Force a fresh allnoconfig next time, after the fragments are fixed.
+        let _ = std::fs::remove_file(&frag_path);
+        bail!(
+            "{}",
+            config::dropped_error(&lost, &dir.display().to_string())
+        );
+    }
+    let image = dir.join("arch/x86/boot/bzImage");
+    let modroot = dir.join("modroot");
+    if config_only {
+        return Ok(Built {
+            dir,
+            image,
+            modroot,
+            kselftest: None,
+            targets,
+        });
+    }
+    eprintln!(
+        "building bzImage and modules (log: {})",
+        dir.join("build.log").display()
+    );
+    make(
+        project,
+        &dir,
+        &bindgen,
+        &["bzImage", "modules", "headers"],
+        &dir.join("build.log"),
+    )?;
+    let _ = std::fs::remove_dir_all(&modroot);
+    let mod_path = format!("INSTALL_MOD_PATH={}", modroot.display());
+    make(
+        project,
+        &dir,
+        &bindgen,
+        &[&mod_path, "INSTALL_MOD_STRIP=1", "modules_install"],
+        &dir.join("modules_install.log"),
+    )?;
+    let kselftest = if targets.is_empty() {
+        None
+    } else {
+        let t = format!("TARGETS={}", targets.join(" "));
+        make(
+            project,
+            &dir,
+            &bindgen,
+            &[&t, "kselftest-install"],
+            &dir.join("kselftest.log"),
+        )?;
+        let path = dir.join("kselftest/kselftest_install");
+        if !path.join("run_kselftest.sh").is_file() {
+            bail!(
+                "kselftest-install left no run_kselftest.sh in {}",
+                path.display()
+            );
+        }
+        Some(path)
+    };
+    Ok(Built {
+        dir,
+        image,
+        modroot,
+        kselftest,
+        targets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_dirs_with_new_makefiles() {
+        let added = vec![
+            "tools/testing/selftests/drivers/net/rdmabond/Makefile".to_string(),
+            "tools/testing/selftests/drivers/net/rdmabond/lib.sh".to_string(),
+            "drivers/infiniband/ulp/rdmabond/Makefile".to_string(),
+            "tools/testing/selftests/Makefile".to_string(),
+        ];
+        assert_eq!(selftest_targets(&added), vec!["drivers/net/rdmabond"]);
+    }
+
+    #[test]
+    fn first_errors_finds_the_error() {
+        let log = "CC a.o\nCC b.o\nCC c.o\nCC d.o\nd.c:1:1: error: x\nmake: *** [d.o] Error 1\n";
+        assert!(first_errors(log, 3).starts_with("CC b.o\nCC c.o\nCC d.o"));
+        assert_eq!(first_errors("a\nb\nc\n", 2), "b\nc");
+    }
+}

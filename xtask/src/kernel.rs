@@ -1,0 +1,513 @@
+//! `cargo xtask kernel fetch|bump`: the pinned base kernel as a git tree.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::deps;
+use crate::pin::Pin;
+use crate::project::Project;
+use crate::util::write_atomic;
+
+/// Fixed identity and date of the imported base commit, so that every machine that
+/// imports the same pin gets the same commit id (and the same `base-commit:` line).
+const BASE_IDENT: (&str, &str, &str) = (
+    "rdmabond xtask",
+    "xtask@rdmabond.invalid",
+    "2026-01-01T00:00:00Z",
+);
+
+/// Free space needed to extract and import the tree (1.7 GB tree + .git + tarball).
+const NEEDED_BYTES: u64 = 4 << 30;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KernelCmd {
+    /// Download, verify and import the pinned kernel into kernel-src/linux (cached).
+    Fetch(FetchArgs),
+    /// Move the pin to another Debian package version and record its checksum.
+    Bump(BumpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Debian archive URI to download from (default: the one in the machine's apt sources).
+    #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
+    pub mirror: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BumpArgs {
+    /// New Debian package version, e.g. 7.3.5-1~bpo13+1.
+    #[arg(long)]
+    pub deb_version: String,
+    /// New package name (default: keep), e.g. linux-source-7.4.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// New suite (default: keep).
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Debian archive URI to download from (default: the one in the machine's apt sources).
+    #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
+    pub mirror: Option<String>,
+}
+
+impl KernelCmd {
+    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+        match self {
+            KernelCmd::Fetch(args) => fetch(sh, project, args.mirror.as_deref()),
+            KernelCmd::Bump(args) => bump(sh, project, args),
+        }
+    }
+}
+
+/// Makes sure the kernel tree exists with its base commit; seconds when it does.
+pub fn fetch(sh: &Shell, project: &Project, mirror: Option<&str>) -> Result<()> {
+    deps::ensure(sh, "kernel fetch", deps::FETCH)?;
+    if project.external_tree {
+        return check_base(sh, project);
+    }
+    let tree = &project.tree;
+    if tree.join(".git").exists() {
+        check_base(sh, project).with_context(|| {
+            format!(
+                "{} exists but does not carry the pinned base; export your work \
+                 (`cargo xtask export`), then remove the tree and run `cargo xtask kernel fetch` again",
+                tree.display()
+            )
+        })?;
+        eprintln!(
+            "kernel tree {} is at {} (cached)",
+            tree.display(),
+            project.base
+        );
+        return Ok(());
+    }
+    if tree.exists() {
+        bail!(
+            "{} exists but is not a git tree (an interrupted import?); remove it and run \
+             `cargo xtask kernel fetch` again",
+            tree.display()
+        );
+    }
+    let deb = download(sh, project, &project.pin, mirror)?;
+    import(sh, project, &deb)
+}
+
+fn check_base(sh: &Shell, project: &Project) -> Result<()> {
+    let _dir = sh.push_dir(&project.tree);
+    let base = format!("{}^{{commit}}", project.base);
+    cmd!(sh, "git rev-parse --verify --quiet {base}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| {
+            format!(
+                "the base revision `{}` does not exist in {}",
+                project.base,
+                project.tree.display()
+            )
+        })?;
+    Ok(())
+}
+
+/// The Debian archive URI from the machine's own apt configuration.
+pub fn archive_uri(sources: &[(PathBuf, String)]) -> Option<String> {
+    for (path, text) in sources {
+        let deb822 = path.extension().is_some_and(|e| e == "sources");
+        for uri in source_uris(text, deb822) {
+            let trimmed = uri.trim_end_matches('/');
+            if trimmed.ends_with("/debian") {
+                return Some(trimmed.to_string());
+            }
+        }
+    }
+    None
+}
+
+fn source_uris(text: &str, deb822: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        if deb822 {
+            if let Some(rest) = line.strip_prefix("URIs:") {
+                out.extend(rest.split_whitespace().map(str::to_string));
+            }
+        } else if let Some(rest) = line.strip_prefix("deb ") {
+            // deb [options] URI suite components
+            let mut words = rest.split_whitespace().peekable();
+            if words.peek().is_some_and(|w| w.starts_with('[')) {
+                for w in words.by_ref() {
+                    if w.ends_with(']') {
+                        break;
+                    }
+                }
+            }
+            if let Some(uri) = words.next() {
+                out.push(uri.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn read_apt_sources() -> Vec<(PathBuf, String)> {
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        more.sort();
+        files.extend(more);
+    }
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .collect()
+}
+
+/// Downloads the pinned .deb into the cache (once) and verifies its checksum.
+fn download(sh: &Shell, project: &Project, pin: &Pin, mirror: Option<&str>) -> Result<PathBuf> {
+    let cache = project.cache_dir()?;
+    let dl = cache.join("dl");
+    std::fs::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
+    let deb = dl.join(pin.deb_file_name());
+    if deb.is_file() {
+        verify_sha256(sh, &deb, &pin.sha256)?;
+        eprintln!("using cached {}", deb.display());
+        return Ok(deb);
+    }
+    let fresh = apt_download(sh, &cache, pin, mirror)?;
+    if let Err(e) = verify_sha256(sh, &fresh, &pin.sha256) {
+        let _ = std::fs::remove_file(&fresh);
+        return Err(e);
+    }
+    std::fs::rename(&fresh, &deb)
+        .with_context(|| format!("cannot move the download to {}", deb.display()))?;
+    Ok(deb)
+}
+
+/// apt-get download with a private sources list and state directory; the system's
+/// apt configuration is read (for the archive URI) but never changed.
+fn apt_download(sh: &Shell, cache: &Path, pin: &Pin, mirror: Option<&str>) -> Result<PathBuf> {
+    let uri = match mirror {
+        Some(m) => m.trim_end_matches('/').to_string(),
+        None => archive_uri(&read_apt_sources()).context(
+            "no Debian archive URI in /etc/apt/sources.list{,.d}; pass --mirror URI \
+             (or set RDMABOND_DEBIAN_MIRROR)",
+        )?,
+    };
+    let apt = cache.join("apt");
+    let lists = apt.join("lists");
+    std::fs::create_dir_all(lists.join("partial"))
+        .with_context(|| format!("cannot create {}", lists.display()))?;
+    let list = apt.join("sources.list");
+    write_atomic(
+        &list,
+        format!("deb {uri} {} {}\n", pin.suite, pin.component).as_bytes(),
+    )?;
+    let opts = [
+        format!("-oDir::Etc::SourceList={}", list.display()),
+        "-oDir::Etc::SourceParts=/dev/null".to_string(),
+        format!("-oDir::State::Lists={}", lists.display()),
+        "-oAPT::Sandbox::User=root".to_string(),
+        "-oAPT::Get::List-Cleanup=0".to_string(),
+    ];
+    eprintln!("apt-get update ({} {})", pin.suite, pin.component);
+    let o = &opts;
+    cmd!(sh, "apt-get {o...} -q update")
+        .run()
+        .with_context(|| {
+            format!(
+                "apt-get update of {uri} {} failed; check the network or pass --mirror",
+                pin.suite
+            )
+        })?;
+    let work = cache.join("dl/partial");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let spec = pin.apt_spec();
+    let out = {
+        let _d = sh.push_dir(&work);
+        cmd!(sh, "apt-get {o...} -q download {spec}")
+            .ignore_status()
+            .output()?
+    };
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("was not found") || err.contains("Unable to locate") {
+            bail!(
+                "{spec} is not in {} any more ({}); pick a version that `apt-cache policy {}` \
+                 lists and run `cargo xtask kernel bump --deb-version VERSION`",
+                pin.suite,
+                err.trim(),
+                pin.package
+            );
+        }
+        if err.contains("No space left") {
+            bail!(
+                "disk full while downloading {spec} into {}: free some space and retry",
+                work.display()
+            );
+        }
+        bail!("apt-get download {spec} failed: {}", err.trim());
+    }
+    let got = work.join(pin.deb_file_name());
+    if !got.is_file() {
+        bail!(
+            "apt-get download said yes but {} is not there",
+            got.display()
+        );
+    }
+    Ok(got)
+}
+
+/// Checks the sha256 of a file against the pin.
+pub fn verify_sha256(sh: &Shell, file: &Path, want: &str) -> Result<()> {
+    let got = sha256(sh, file)?;
+    if got != want {
+        bail!(
+            "checksum mismatch for {}: sha256 is {got}, the pin says {want}. \
+             Delete the file and run `cargo xtask kernel fetch` again; if Debian rebuilt the \
+             package, review it and run `cargo xtask kernel bump --deb-version VERSION`",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn sha256(sh: &Shell, file: &Path) -> Result<String> {
+    let out = cmd!(sh, "sha256sum {file}")
+        .quiet()
+        .read()
+        .with_context(|| format!("sha256sum {} failed", file.display()))?;
+    out.split_whitespace()
+        .next()
+        .map(str::to_string)
+        .context("sha256sum printed nothing")
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Extracts the tarball from the .deb and turns it into a git tree with one base commit.
+fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
+    let pin = &project.pin;
+    let parent = project
+        .tree
+        .parent()
+        .context("the kernel tree has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    if let Some(free) = free_bytes(parent) {
+        if free < NEEDED_BYTES {
+            bail!(
+                "only {} MiB free in {}, importing the kernel needs {} MiB: free some space and retry",
+                free >> 20,
+                parent.display(),
+                NEEDED_BYTES >> 20
+            );
+        }
+    }
+    let staging = parent.join(".import");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    eprintln!("extracting {} from {}", pin.tarball, deb.display());
+    let tarball = &pin.tarball;
+    let script = format!(
+        "set -e -o pipefail; dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' './{}'; \
+         tar -xJf '{}/{}' -C '{}'; rm -f '{}/{}'",
+        deb.display(),
+        staging.display(),
+        tarball,
+        staging.display(),
+        tarball,
+        staging.display(),
+        staging.display(),
+        tarball
+    );
+    let out = Command::new("bash").arg("-c").arg(&script).output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let _ = std::fs::remove_dir_all(&staging);
+        if err.contains("No space left") {
+            bail!(
+                "disk full while extracting into {}: free some space and retry",
+                staging.display()
+            );
+        }
+        bail!("extracting {} failed: {}", deb.display(), err.trim());
+    }
+    // The tarball holds one top-level directory (linux-source-7.3).
+    let top = std::fs::read_dir(&staging)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("Makefile").is_file())
+        .with_context(|| format!("no kernel tree inside {}", pin.tarball))?;
+    fix_gitignore(&top)?;
+    git_import(sh, &top, pin)?;
+    std::fs::rename(&top, &project.tree)
+        .with_context(|| format!("cannot move the tree to {}", project.tree.display()))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    eprintln!(
+        "imported {} as {} in {}",
+        pin.apt_spec(),
+        pin.base_tag(),
+        project.tree.display()
+    );
+    Ok(())
+}
+
+/// Debian's tarball ends its .gitignore with a stanza that ignores every top-level
+/// path; cut it, or nothing added at the top level would ever be tracked.
+pub fn strip_debian_gitignore(text: &str) -> String {
+    match text.find("#\n# Debian packaging") {
+        Some(i) => format!("{}\n", text[..i].trim_end_matches('\n')),
+        None => text.to_string(),
+    }
+}
+
+fn fix_gitignore(top: &Path) -> Result<()> {
+    let path = top.join(".gitignore");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    write_atomic(&path, strip_debian_gitignore(&text).as_bytes())
+}
+
+fn git_import(sh: &Shell, top: &Path, pin: &Pin) -> Result<()> {
+    let _d = sh.push_dir(top);
+    let (name, email, date) = BASE_IDENT;
+    let _e = [
+        sh.push_env("GIT_AUTHOR_NAME", name),
+        sh.push_env("GIT_AUTHOR_EMAIL", email),
+        sh.push_env("GIT_AUTHOR_DATE", date),
+        sh.push_env("GIT_COMMITTER_NAME", name),
+        sh.push_env("GIT_COMMITTER_EMAIL", email),
+        sh.push_env("GIT_COMMITTER_DATE", date),
+    ];
+    let msg = format!(
+        "Linux {} (Debian {} {})\n\n\
+         Imported by `cargo xtask kernel fetch` from Debian's {} package, version {}\n\
+         (sha256 {}).\n\n\
+         The \"Debian packaging\" stanza at the end of .gitignore, which ignores every\n\
+         top-level path, is removed so that the tree can be tracked by git.\n",
+        pin.version, pin.package, pin.deb_version, pin.package, pin.deb_version, pin.sha256
+    );
+    let tag = pin.base_tag();
+    eprintln!("creating the base commit (about a minute)");
+    cmd!(sh, "git init -q -b {tag}-branch").run()?;
+    cmd!(sh, "git add -A")
+        .run()
+        .context("git add of the kernel tree failed")?;
+    cmd!(sh, "git commit -q --no-verify -m {msg}").run()?;
+    cmd!(sh, "git tag {tag}").run()?;
+    // git am needs a committer identity; keep a developer's own if configured.
+    if cmd!(sh, "git config user.email")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_err()
+    {
+        cmd!(sh, "git config user.name 'rdmabond developers'").run()?;
+        cmd!(sh, "git config user.email rdmabond@example.org").run()?;
+    }
+    Ok(())
+}
+
+/// Downloads another package version, computes its checksum and rewrites the pin.
+fn bump(sh: &Shell, project: &Project, args: BumpArgs) -> Result<()> {
+    deps::ensure(sh, "kernel bump", deps::FETCH)?;
+    let mut pin = project.pin.clone();
+    if let Some(p) = args.package {
+        pin.package = p;
+    }
+    if let Some(s) = args.suite {
+        pin.suite = s;
+    }
+    pin.deb_version = args.deb_version;
+    pin.version = pin
+        .deb_version
+        .split(['-', '~', '+'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let cache = project.cache_dir()?;
+    let deb = apt_download(sh, &cache, &pin, args.mirror.as_deref())?;
+    pin.sha256 = sha256(sh, &deb)?;
+    let dest = cache.join("dl").join(pin.deb_file_name());
+    std::fs::rename(&deb, &dest)?;
+    let path = project.root.join("kernel-src/kernel.toml");
+    let old = std::fs::read_to_string(&path)?;
+    let new = pin.render();
+    crate::pin::Pin::parse(&new)?;
+    print!(
+        "{}",
+        similar::TextDiff::from_lines(&old, &new)
+            .unified_diff()
+            .header("kernel.toml (old)", "kernel.toml (new)")
+    );
+    write_atomic(&path, new.as_bytes())?;
+    eprintln!(
+        "pin moved to {}; now rebase the series onto it (move kernel-src/linux away, \
+         `cargo xtask kernel fetch`, `cargo xtask apply`, fix, `cargo xtask export`)",
+        pin.apt_spec()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_archive_uri_in_deb822_and_one_line_sources() {
+        let deb822 = "Types: deb\n# http://snapshot.example/x\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian-security\n";
+        let srcs = vec![
+            (
+                PathBuf::from("/etc/apt/sources.list.d/other.list"),
+                "deb [arch=amd64] https://x.example/apt stable main\n".to_string(),
+            ),
+            (
+                PathBuf::from("/etc/apt/sources.list.d/debian.sources"),
+                deb822.to_string(),
+            ),
+        ];
+        assert_eq!(
+            archive_uri(&srcs).as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        let one = vec![(
+            PathBuf::from("/etc/apt/sources.list"),
+            "# deb http://old.example/debian x\ndeb http://m.example/debian/ bookworm main\n"
+                .to_string(),
+        )];
+        assert_eq!(
+            archive_uri(&one).as_deref(),
+            Some("http://m.example/debian")
+        );
+        assert_eq!(archive_uri(&[]), None);
+    }
+
+    #[test]
+    fn strips_the_debian_stanza_only() {
+        let text =
+            "*.o\n!kernel/time/timeconst.bc\n\n#\n# Debian packaging: ignore\n#\n/*\n!/debian/\n";
+        assert_eq!(
+            strip_debian_gitignore(text),
+            "*.o\n!kernel/time/timeconst.bc\n"
+        );
+        assert_eq!(strip_debian_gitignore("*.o\n"), "*.o\n");
+    }
+}

@@ -1,0 +1,67 @@
+//! cargo xtask: keeps the rdmabond kernel series in patches/, applies it to the pinned
+//! kernel, builds it, and runs its selftests in QEMU.
+
+mod apply;
+mod build;
+mod ci;
+mod config;
+mod deps;
+mod export;
+mod kernel;
+mod ktap;
+mod pin;
+mod project;
+mod series;
+mod test_qemu;
+mod tree;
+mod util;
+mod vm;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "rdmabond developer tasks", version)]
+struct Cli {
+    /// Use this linux git checkout instead of kernel-src/linux (e.g. a net-next clone).
+    #[arg(long, global = true, env = project::TREE_ENV)]
+    tree: Option<PathBuf>,
+    /// Base revision of the series in --tree (default: the pinned base tag).
+    #[arg(long, global = true, env = project::BASE_ENV)]
+    base: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The pinned base kernel.
+    #[command(subcommand)]
+    Kernel(kernel::KernelCmd),
+    /// Reset the work branch to the base and apply patches/.
+    Apply(apply::ApplyArgs),
+    /// Write the work branch back into patches/ (or --check that they match).
+    Export(export::ExportArgs),
+    /// Configure and build the kernel.
+    Build(build::BuildArgs),
+    /// Fetch, apply, build, boot in QEMU and run the series' selftests.
+    TestQemu(test_qemu::TestQemuArgs),
+    /// Everything CI runs: fmt, clippy, unit tests, test-qemu.
+    Ci(ci::CiArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    let project = project::Project::locate(cli.tree, cli.base)?;
+    match cli.cmd {
+        Cmd::Kernel(c) => c.run(&sh, &project),
+        Cmd::Apply(a) => a.run(&sh, &project),
+        Cmd::Export(a) => a.run(&sh, &project),
+        Cmd::Build(a) => a.run(&sh, &project),
+        Cmd::TestQemu(a) => a.run(&sh, &project),
+        Cmd::Ci(a) => a.run(&sh, &project),
+    }
+}

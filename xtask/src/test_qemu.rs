@@ -1,0 +1,251 @@
+//! `cargo xtask test-qemu`: fetch + apply + build + boot + run the series' kselftests.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::apply;
+use crate::build::{self, Built, Variant};
+use crate::deps;
+use crate::kernel;
+use crate::ktap::{self, Case, Counts, Outcome};
+use crate::project::Project;
+use crate::util::{fmt_duration, Phases};
+use crate::vm::{self, Accel};
+
+#[derive(Debug, clap::Args)]
+pub struct TestQemuArgs {
+    /// Run only the tests whose `collection:test` name contains this text.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Hard limit for the guest run, in seconds.
+    #[arg(long, default_value_t = 2400)]
+    pub timeout: u64,
+    /// Debian archive URI for the kernel download.
+    #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
+    pub mirror: Option<String>,
+}
+
+impl TestQemuArgs {
+    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+        let counts = self.run_counted(sh, project)?;
+        println!("{}", counts.line());
+        if counts.failed > 0 {
+            bail!("{} test(s) failed", counts.failed);
+        }
+        Ok(())
+    }
+
+    /// Runs everything and returns the counts (printed lines included).
+    pub fn run_counted(&self, sh: &Shell, project: &Project) -> Result<Counts> {
+        let mut phases = Phases::default();
+        phases.run("deps", || {
+            deps::ensure(sh, "kernel fetch", deps::FETCH)?;
+            deps::ensure(sh, "the kernel build", deps::BUILD)?;
+            deps::ensure(sh, "the QEMU tests", deps::QEMU)
+        })?;
+        phases.run("fetch", || {
+            kernel::fetch(sh, project, self.mirror.as_deref())
+        })?;
+        phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
+        let built = phases.run("build", || build::build(sh, project, Variant::Y, false))?;
+        let (accel, why) =
+            phases.run("accel", || vm::choose_accel(|| probe_kvm(project, &built)))?;
+        eprintln!("accelerator: {accel:?} ({why})");
+        let outcome = run_tests(project, &built, accel, self.filter.as_deref(), self.timeout)?;
+        let mut counts = Counts::default();
+        let mut lines = Vec::new();
+        let boot = outcome.boot_case();
+        let report = ktap::parse(outcome.vm.lines.iter().map(|(t, l)| (*t, l.as_str())));
+        let mut cases = vec![boot];
+        cases.extend(report.cases.iter().cloned());
+        for _ in 0..report.missing() {
+            cases.push(Case {
+                name: "(a planned test never reported: crash or timeout)".into(),
+                outcome: Outcome::Fail,
+                directive: None,
+                seconds: 0.0,
+                subtests: Vec::new(),
+            });
+        }
+        if let Some(reason) = &report.bail_out {
+            eprintln!("the guest bailed out: {reason}");
+        }
+        cases.push(outcome.kernel_log_case());
+        for c in &cases {
+            counts.add(c.outcome);
+        }
+        ktap::render(&cases, 0, &mut lines);
+        println!();
+        println!("test results ({}):", outcome.vm.console_log.display());
+        for l in &lines {
+            println!("  {l}");
+        }
+        if !outcome.vm.problems.is_empty() {
+            println!("kernel log problems:");
+            for p in outcome.vm.problems.iter().take(40) {
+                println!("  | {p}");
+            }
+        }
+        let boot_t = Duration::from_secs_f64(outcome.vm.boot_seconds);
+        let test_t = Duration::from_secs_f64(outcome.vm.payload_seconds);
+        println!(
+            "{}, boot {}, tests {}",
+            phases.summary(),
+            fmt_duration(boot_t),
+            fmt_duration(test_t)
+        );
+        Ok(counts)
+    }
+}
+
+/// Boots the kernel once with KVM and a trivial payload.
+fn probe_kvm(project: &Project, built: &Built) -> Result<bool> {
+    let run = vm::Run {
+        image: built.image.clone(),
+        modroot: None,
+        root: project.root.clone(),
+        dir: project.target_dir().join("vm/kvm-probe"),
+        payload: "echo probe-ok\n".into(),
+        timeout: Duration::from_secs(30),
+        accel: Accel::Kvm,
+        cmdline: String::new(),
+    };
+    let out = vm::run(&run, |_, _| {})?;
+    Ok(out.exit == Some(0) && out.fatal.is_none())
+}
+
+struct TestRun {
+    vm: vm::Outcome,
+}
+
+impl TestRun {
+    fn boot_case(&self) -> Case {
+        let ok = self.vm.boot_seconds > 0.0 && self.vm.fatal.is_none() || self.vm.exit.is_some();
+        let directive = if ok {
+            None
+        } else if let Some(f) = &self.vm.fatal {
+            Some(f.clone())
+        } else if self.vm.timed_out {
+            Some("timed out before init ran the tests".into())
+        } else {
+            Some("the guest never reached the test payload".into())
+        };
+        Case {
+            name: "guest boots and runs the tests".into(),
+            outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+            directive,
+            seconds: self.vm.boot_seconds,
+            subtests: Vec::new(),
+        }
+    }
+
+    fn kernel_log_case(&self) -> Case {
+        let mut directive = None;
+        let mut outcome = Outcome::Pass;
+        if let Some(f) = &self.vm.fatal {
+            outcome = Outcome::Fail;
+            directive = Some(f.clone());
+        } else if let Some(first) = self.vm.problems.first() {
+            outcome = Outcome::Fail;
+            directive = Some(first.trim().to_string());
+        } else if self.vm.timed_out {
+            outcome = Outcome::Fail;
+            directive = Some("the guest run hit its time limit".into());
+        } else if self.vm.exit.is_none() {
+            outcome = Outcome::Fail;
+            directive = Some("the guest stopped before the payload finished".into());
+        }
+        Case {
+            name: "kernel log: no panic, oops, BUG or WARNING".into(),
+            outcome,
+            directive,
+            seconds: 0.0,
+            subtests: Vec::new(),
+        }
+    }
+}
+
+/// The `-t collection:test` arguments for a filter, from kselftest-list.txt.
+pub fn select_tests(list: &str, filter: Option<&str>) -> Result<Vec<String>> {
+    let all: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains(':'))
+        .collect();
+    let Some(f) = filter else {
+        return Ok(Vec::new());
+    };
+    let picked: Vec<String> = all
+        .iter()
+        .filter(|t| t.contains(f))
+        .map(|t| t.to_string())
+        .collect();
+    if picked.is_empty() {
+        bail!(
+            "no test matches --filter {f}; the series has: {}",
+            all.join(", ")
+        );
+    }
+    Ok(picked)
+}
+
+fn run_tests(
+    project: &Project,
+    built: &Built,
+    accel: Accel,
+    filter: Option<&str>,
+    timeout: u64,
+) -> Result<TestRun> {
+    let payload = match &built.kselftest {
+        Some(dir) => {
+            let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
+                .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
+            let picked = select_tests(&list, filter)?;
+            let args: String = picked.iter().map(|t| format!(" -t '{t}'")).collect();
+            format!(
+                "# Written by cargo xtask test-qemu.\ncd '{}' || exit 1\n./run_kselftest.sh{args}\n",
+                vm::guest_path(&project.root, dir)?
+            )
+        }
+        None => {
+            eprintln!("the series adds no selftest directory: only booting");
+            "echo 'TAP version 13'\necho '1..0'\n".to_string()
+        }
+    };
+    let run = vm::Run {
+        image: built.image.clone(),
+        modroot: Some(built.modroot.clone()),
+        root: project.root.clone(),
+        dir: project.target_dir().join("vm/test-qemu"),
+        payload,
+        timeout: Duration::from_secs(timeout),
+        accel,
+        cmdline: String::new(),
+    };
+    eprintln!(
+        "booting {} ({accel:?}); console: {}",
+        built.image.display(),
+        run.dir.join("console.log").display()
+    );
+    let out = vm::run(&run, |t, line| eprintln!("[{t:7.1}] {line}"))?;
+    Ok(TestRun { vm: out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_selects_by_substring() {
+        let list = "drivers/net/rdmabond:topology.sh\ndrivers/net/rdmabond:failover.sh\n";
+        assert!(select_tests(list, None).unwrap().is_empty());
+        assert_eq!(
+            select_tests(list, Some("fail")).unwrap(),
+            vec!["drivers/net/rdmabond:failover.sh"]
+        );
+        let err = select_tests(list, Some("nope")).unwrap_err().to_string();
+        assert!(err.contains("topology.sh"), "{err}");
+    }
+}
