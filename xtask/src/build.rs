@@ -27,7 +27,8 @@ pub enum Variant {
 }
 
 impl Variant {
-    fn name(self) -> &'static str {
+    /// `y` or `m`, as used in the build directory name.
+    pub fn name(self) -> &'static str {
         match self {
             Variant::Y => "y",
             Variant::M => "m",

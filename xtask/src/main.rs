@@ -16,6 +16,7 @@ mod test_qemu;
 mod tree;
 mod util;
 mod vm;
+mod vm_cmd;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,8 @@ enum Cmd {
     Build(build::BuildArgs),
     /// Fetch, apply, build, boot in QEMU and run the series' selftests.
     TestQemu(test_qemu::TestQemuArgs),
+    /// Boot the last build in QEMU and run one command in the guest.
+    Vm(vm_cmd::VmArgs),
     /// Everything CI runs: fmt, clippy, unit tests, test-qemu.
     Ci(ci::CiArgs),
 }
@@ -62,6 +65,7 @@ fn main() -> Result<()> {
         Cmd::Export(a) => a.run(&sh, &project),
         Cmd::Build(a) => a.run(&sh, &project),
         Cmd::TestQemu(a) => a.run(&sh, &project),
+        Cmd::Vm(a) => a.run(&sh, &project),
         Cmd::Ci(a) => a.run(&sh, &project),
     }
 }
