@@ -63,6 +63,7 @@ pub const BUILD: &[Dep] = &[
     prog("pahole", "dwarves"),
     prog("perl", "perl"),
     prog("python3", "python3"),
+    prog("rsync", "rsync"),
     file("/usr/include/libelf.h", "libelf-dev"),
     file("/usr/include/openssl/ssl.h", "libssl-dev"),
     file("/usr/bin/rustc", "rustc-web"),

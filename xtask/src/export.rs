@@ -103,9 +103,8 @@ pub fn generate(
         // Pin the cover letter's author and date to the newest commit's, so the
         // file depends only on the branch.
         let date = cmd!(sh, "git log -1 --format=%aD {tip}").quiet().read()?;
-        let from = cmd!(sh, "git log -1 --format=%an\\ <%ae> {tip}")
-            .quiet()
-            .read()?;
+        let fmt = "--format=%an <%ae>";
+        let from = cmd!(sh, "git log -1 {fmt} {tip}").quiet().read()?;
         let mut names: Vec<String> = std::fs::read_dir(&tmp)?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().to_string())

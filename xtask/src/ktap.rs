@@ -143,7 +143,9 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = (f64, &'a str)>) -> Report {
         for s in start.iter_mut().skip(depth + 1) {
             *s = None;
         }
-        let began = start[depth].take().unwrap_or(t);
+        let began = start[depth].unwrap_or(t);
+        // The next sibling starts where this one ended.
+        start[depth] = Some(t);
         pending[depth].push(Case {
             name,
             outcome: outcome(ok, directive.as_deref()),
@@ -171,6 +173,22 @@ impl Counts {
             Outcome::Pass => self.passed += 1,
             Outcome::Fail => self.failed += 1,
             Outcome::Skip => self.skipped += 1,
+        }
+    }
+
+    /// Counts a case by its leaves: every subtest counts, and a failed test whose
+    /// subtests all passed (a crash, a bad exit status) counts as one failure more.
+    pub fn add_case(&mut self, case: &Case) {
+        if case.subtests.is_empty() {
+            self.add(case.outcome);
+            return;
+        }
+        let before = self.failed;
+        for sub in &case.subtests {
+            self.add_case(sub);
+        }
+        if case.outcome == Outcome::Fail && self.failed == before {
+            self.failed += 1;
         }
     }
 
@@ -313,6 +331,21 @@ not ok 1 rdmabond
             c.add(case.outcome);
         }
         assert_eq!(c.line(), "0 passed, 1 failed, 1 skipped");
+        let mut leaves = Counts::default();
+        for case in &r.cases {
+            leaves.add_case(case);
+        }
+        assert_eq!(leaves.line(), "1 passed, 1 failed, 2 skipped");
+        let crashed = Case {
+            name: "t".into(),
+            outcome: Outcome::Fail,
+            directive: None,
+            seconds: 0.0,
+            subtests: vec![r.cases[0].subtests[0].clone()],
+        };
+        let mut c2 = Counts::default();
+        c2.add_case(&crashed);
+        assert_eq!(c2.line(), "1 passed, 1 failed, 0 skipped");
         let mut out = Vec::new();
         render(&r.cases, 0, &mut out);
         assert_eq!(

@@ -55,7 +55,18 @@ enum Cmd {
     Ci(ci::CiArgs),
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line, no backtrace: each step says what to do next.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
     let project = project::Project::locate(cli.tree, cli.base)?;

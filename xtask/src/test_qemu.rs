@@ -50,8 +50,9 @@ impl TestQemuArgs {
         })?;
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
         let built = phases.run("build", || build::build(sh, project, Variant::Y, false))?;
-        let (accel, why) =
-            phases.run("accel", || vm::choose_accel(|| probe_kvm(project, &built)))?;
+        let (accel, why) = phases.run("accel", || {
+            vm::choose_accel(|| cached_probe(project, &built))
+        })?;
         eprintln!("accelerator: {accel:?} ({why})");
         let outcome = run_tests(project, &built, accel, self.filter.as_deref(), self.timeout)?;
         let mut counts = Counts::default();
@@ -74,7 +75,7 @@ impl TestQemuArgs {
         }
         cases.push(outcome.kernel_log_case());
         for c in &cases {
-            counts.add(c.outcome);
+            counts.add_case(c);
         }
         ktap::render(&cases, 0, &mut lines);
         println!();
@@ -100,6 +101,24 @@ impl TestQemuArgs {
     }
 }
 
+/// The KVM probe's verdict, remembered per host kernel (a broken nested KVM stays
+/// broken until the host changes); delete the cache file to probe again.
+fn cached_probe(project: &Project, built: &Built) -> Result<bool> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let key = format!("host {}", host.trim());
+    let file = project.cache_dir()?.join("kvm-probe");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        if let Some(verdict) = text.strip_prefix(&format!("{key}: ")) {
+            eprintln!("KVM probe result cached in {}", file.display());
+            return Ok(verdict.trim() == "works");
+        }
+    }
+    let works = probe_kvm(project, built)?;
+    let verdict = if works { "works" } else { "fails" };
+    crate::util::write_atomic(&file, format!("{key}: {verdict}\n").as_bytes())?;
+    Ok(works)
+}
+
 /// Boots the kernel once with KVM and a trivial payload.
 fn probe_kvm(project: &Project, built: &Built) -> Result<bool> {
     let run = vm::Run {
@@ -108,7 +127,7 @@ fn probe_kvm(project: &Project, built: &Built) -> Result<bool> {
         root: project.root.clone(),
         dir: project.target_dir().join("vm/kvm-probe"),
         payload: "echo probe-ok\n".into(),
-        timeout: Duration::from_secs(30),
+        timeout: Duration::from_secs(20),
         accel: Accel::Kvm,
         cmdline: String::new(),
     };

@@ -130,6 +130,9 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 hostname rdmabond-guest
 ip link set lo up
 {modprobe}exec </dev/null >/dev/ttyS1 2>&1
@@ -139,8 +142,6 @@ cd /tmp
 sh {payload}
 echo "{exit}$?"
 sync
-echo 1 > /proc/sys/kernel/sysrq
-echo o > /proc/sysrq-trigger
 reboot -f
 "#,
         share = GUEST_SHARE,
