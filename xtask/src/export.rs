@@ -129,15 +129,22 @@ pub fn generate(
     Ok(files)
 }
 
-/// Rewrites the header `From:` line of a mail.
+/// Rewrites the header `From:` of a mail, including its folded continuation lines
+/// (git folds a long identity onto a second line).
 fn fix_from(mail: &str, from: &str) -> String {
     let mut out = String::with_capacity(mail.len());
     let mut done = false;
+    let mut in_from = false;
     for line in mail.lines() {
+        if in_from && line.starts_with([' ', '\t']) {
+            continue;
+        }
+        in_from = false;
         if !done && line.starts_with("From: ") {
             out.push_str("From: ");
             out.push_str(from);
             done = true;
+            in_from = true;
         } else {
             out.push_str(line);
         }
@@ -349,6 +356,11 @@ mod tests {
         assert_eq!(
             fix_from(mail, "A <a@b>"),
             "From 000 Mon\nFrom: A <a@b>\nSubject: s\n\nFrom: in body\n"
+        );
+        let folded = "From 000 Mon\nFrom: A Very Long Name\n <long@x>\nDate: d\n\n body\n";
+        assert_eq!(
+            fix_from(folded, "B <b@c>"),
+            "From 000 Mon\nFrom: B <b@c>\nDate: d\n\n body\n"
         );
     }
 }

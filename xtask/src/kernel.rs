@@ -269,8 +269,11 @@ pub fn verify_sha256(sh: &Shell, file: &Path, want: &str) -> Result<()> {
     if got != want {
         bail!(
             "checksum mismatch for {}: sha256 is {got}, the pin says {want}. \
-             Delete the file and run `cargo xtask kernel fetch` again; if Debian rebuilt the \
-             package, review it and run `cargo xtask kernel bump --deb-version VERSION`",
+             If kernel-src/kernel.toml was edited by hand, restore it (`git checkout \
+             kernel-src/kernel.toml`); if the download is corrupt, delete {} and run \
+             `cargo xtask kernel fetch` again; to move to another package version, run \
+             `cargo xtask kernel bump --deb-version VERSION`",
+            file.display(),
             file.display()
         );
     }

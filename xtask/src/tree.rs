@@ -81,10 +81,11 @@ pub fn current_branch(sh: &Shell, project: &Project) -> Result<Option<String>> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string()))
 }
 
-/// Files added (not modified) between the base and the work branch.
+/// Files added (not modified) between the base and what is checked out.
 pub fn added_files(sh: &Shell, project: &Project) -> Result<Vec<String>> {
+    base(sh, project)?;
     let _d = sh.push_dir(&project.tree);
-    let range = format!("{}..{WORK_BRANCH}", project.base);
+    let range = format!("{}..HEAD", project.base);
     let out = cmd!(sh, "git diff --name-only --diff-filter=A {range}")
         .quiet()
         .read()?;
