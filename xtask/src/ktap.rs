@@ -106,6 +106,8 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = (f64, &'a str)>) -> Report {
     let mut pending: Vec<Vec<Case>> = vec![Vec::new()];
     // start[d]: when the current test at depth d started.
     let mut start: Vec<Option<f64>> = vec![None];
+    // note[d]: the last diagnostic line at depth d (explains a bare `# SKIP`).
+    let mut note: Vec<Option<String>> = vec![None];
     for (t, raw) in lines {
         let line = raw.trim_end_matches(['\r', '\n']);
         let (depth, content) = depth_and_content(line);
@@ -113,6 +115,7 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = (f64, &'a str)>) -> Report {
         while pending.len() <= depth + 1 {
             pending.push(Vec::new());
             start.push(None);
+            note.push(None);
         }
         for s in start.iter_mut().take(depth + 1) {
             s.get_or_insert(t);
@@ -136,9 +139,24 @@ pub fn parse<'a>(lines: impl IntoIterator<Item = (f64, &'a str)>) -> Report {
                 continue;
             }
         }
-        let Some((ok, name, directive)) = parse_result(content) else {
+        let Some((ok, name, mut directive)) = parse_result(content) else {
+            if !content.is_empty()
+                && !content.starts_with("TAP version")
+                && !content.starts_with("KTAP version")
+            {
+                note[depth] = Some(content.to_string());
+            }
             continue;
         };
+        let why = note[depth + 1].take();
+        if directive
+            .as_deref()
+            .is_some_and(|d| d.eq_ignore_ascii_case("skip"))
+        {
+            if let Some(why) = why {
+                directive = Some(format!("SKIP ({why})"));
+            }
+        }
         let subtests = std::mem::take(&mut pending[depth + 1]);
         for s in start.iter_mut().skip(depth + 1) {
             *s = None;
@@ -283,9 +301,26 @@ ok 2 selftests: drivers/net/rdmabond: failover.sh # SKIP
         );
         assert_eq!(t.seconds, 7.0);
         assert_eq!(r.cases[1].outcome, Outcome::Skip);
+        assert_eq!(
+            r.cases[1].directive.as_deref(),
+            Some("SKIP (SKIP rdmabond module missing)")
+        );
         assert_eq!(r.cases[1].subtests.len(), 0);
         assert_eq!(r.cases[1].seconds, 2.0);
         assert_eq!(r.missing(), 0);
+    }
+
+    #[test]
+    fn a_bare_skip_takes_its_reason_from_the_diagnostic_before_it() {
+        let text = "TAP version 13\n1..1\n# selftests: d: t.sh\n# 1..1\n\
+                    # # RDS/IB is restricted to the initial network namespace\n\
+                    # ok 1 rds transport # SKIP\nok 1 selftests: d: t.sh\n";
+        let r = parse(lines(text));
+        assert_eq!(
+            r.cases[0].subtests[0].directive.as_deref(),
+            Some("SKIP (RDS/IB is restricted to the initial network namespace)")
+        );
+        assert_eq!(r.cases[0].directive, None);
     }
 
     #[test]
