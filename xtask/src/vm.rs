@@ -152,7 +152,7 @@ reboot -f
     ))
 }
 
-fn qemu_command(run: &Run, console: &Path, output: &Path, init: &Path) -> Command {
+fn qemu_command(run: &Run, output: &Path, init: &Path) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     match run.accel {
         Accel::Kvm => c.args(["-accel", "kvm", "-cpu", "host"]),
@@ -196,7 +196,6 @@ fn qemu_command(run: &Run, console: &Path, output: &Path, init: &Path) -> Comman
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let _ = console;
     c
 }
 
@@ -221,7 +220,7 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
     let _ = std::fs::remove_file(&output);
     std::fs::File::create(&output)?;
 
-    let mut child = qemu_command(run, &console, &output, &init)
+    let mut child = qemu_command(run, &output, &init)
         .spawn()
         .context("cannot start qemu-system-x86_64")?;
     let (tx, rx) = mpsc::channel::<String>();
