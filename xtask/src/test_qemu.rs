@@ -1,5 +1,6 @@
 //! `cargo xtask test-qemu`: fetch + apply + build + boot + run the series' kselftests.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -51,7 +52,7 @@ impl TestQemuArgs {
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
         let built = phases.run("build", || build::build(sh, project, Variant::Y, false))?;
         let (accel, why) = phases.run("accel", || {
-            vm::choose_accel(|| cached_probe(project, &built))
+            vm::choose_accel(|| cached_probe(project, &built.image))
         })?;
         eprintln!("accelerator: {accel:?} ({why})");
         let outcome = run_tests(project, &built, accel, self.filter.as_deref(), self.timeout)?;
@@ -103,7 +104,7 @@ impl TestQemuArgs {
 
 /// The KVM probe's verdict, remembered per host kernel (a broken nested KVM stays
 /// broken until the host changes); delete the cache file to probe again.
-fn cached_probe(project: &Project, built: &Built) -> Result<bool> {
+pub fn cached_probe(project: &Project, image: &Path) -> Result<bool> {
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let key = format!("host {}", host.trim());
     let file = project.cache_dir()?.join("kvm-probe");
@@ -113,16 +114,16 @@ fn cached_probe(project: &Project, built: &Built) -> Result<bool> {
             return Ok(verdict.trim() == "works");
         }
     }
-    let works = probe_kvm(project, built)?;
+    let works = probe_kvm(project, image)?;
     let verdict = if works { "works" } else { "fails" };
     crate::util::write_atomic(&file, format!("{key}: {verdict}\n").as_bytes())?;
     Ok(works)
 }
 
 /// Boots the kernel once with KVM and a trivial payload.
-fn probe_kvm(project: &Project, built: &Built) -> Result<bool> {
+fn probe_kvm(project: &Project, image: &Path) -> Result<bool> {
     let run = vm::Run {
-        image: built.image.clone(),
+        image: image.to_path_buf(),
         modroot: None,
         root: project.root.clone(),
         dir: project.target_dir().join("vm/kvm-probe"),

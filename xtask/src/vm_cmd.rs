@@ -8,7 +8,8 @@ use xshell::Shell;
 
 use crate::build::Variant;
 use crate::project::Project;
-use crate::vm::{self, Accel};
+use crate::test_qemu;
+use crate::vm;
 
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
@@ -31,13 +32,12 @@ pub fn sh_quote(word: &str) -> String {
 impl VmArgs {
     pub fn run(self, _sh: &Shell, project: &Project) -> Result<()> {
         let dir = project.build_dir(self.variant.name());
-        let accel = match std::env::var("RDMABOND_ACCEL").ok().as_deref() {
-            Some("kvm") => Accel::Kvm,
-            _ => Accel::Tcg,
-        };
+        let image = dir.join("arch/x86/boot/bzImage");
+        // The same choice as test-qemu: RDMABOND_ACCEL, else the (cached) KVM probe.
+        let (accel, _) = vm::choose_accel(|| test_qemu::cached_probe(project, &image))?;
         let words: Vec<String> = self.command.iter().map(|w| sh_quote(w)).collect();
         let run = vm::Run {
-            image: dir.join("arch/x86/boot/bzImage"),
+            image,
             modroot: Some(dir.join("modroot")),
             root: project.root.clone(),
             dir: project.target_dir().join("vm/adhoc"),
