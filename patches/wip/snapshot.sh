@@ -13,8 +13,12 @@ base=$(git -C "$tree" merge-base wip/dev base-7.3.4 2>/dev/null || true)
 [ -n "$base" ] || base=$(git -C "$tree" rev-list --max-parents=0 wip/dev)
 git -C "$tree" format-patch --quiet --zero-commit --no-signature -o "$out" "$base..wip/dev"
 if [ -d "$top/kernel-src/wt-dev" ]; then
-	git -C "$top/kernel-src/wt-dev" add -N . 2>/dev/null || true
+	# Read-only: tracked edits as a diff, new files appended whole (no index changes).
 	git -C "$top/kernel-src/wt-dev" diff HEAD > "$out/uncommitted.diff"
+	git -C "$top/kernel-src/wt-dev" ls-files --others --exclude-standard |
+		while read -r f; do
+			git -C "$top/kernel-src/wt-dev" diff --no-index /dev/null "$f" >> "$out/uncommitted.diff" || true
+		done
 	[ -s "$out/uncommitted.diff" ] || rm -f "$out/uncommitted.diff"
 fi
 ls "$out"
