@@ -7,7 +7,7 @@ set -eu
 top=$(git rev-parse --show-toplevel)
 out=$top/patches/wip/issue-3
 tree=$top/kernel-src/linux
-rm -rf "$out" && mkdir -p "$out"
+mkdir -p "$out" && rm -f "$out"/*.patch "$out"/uncommitted.diff
 base=$(git -C "$tree" merge-base wip/dev base-7.3.4 2>/dev/null || true)
 # wip/dev was started on an earlier import of the same tree; find its root commit.
 [ -n "$base" ] || base=$(git -C "$tree" rev-list --max-parents=0 wip/dev)
