@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use xshell::{cmd, Shell};
 
+use crate::build::Variant;
 use crate::ktap::{Counts, Outcome};
 use crate::project::Project;
 use crate::test_qemu::TestQemuArgs;
@@ -74,7 +75,8 @@ impl CiArgs {
             let args = TestQemuArgs {
                 filter: None,
                 timeout: 2400,
-                mirror: None,
+                mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
+                variants: vec![Variant::Y, Variant::M],
             };
             match args.run_counted(sh, project) {
                 Ok(c) => {

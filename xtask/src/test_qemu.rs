@@ -26,6 +26,82 @@ pub struct TestQemuArgs {
     /// Debian archive URI for the kernel download.
     #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
     pub mirror: Option<String>,
+    /// Which builds of the series to test, in order: `y` boots the built-in driver
+    /// and runs every selftest; `m` builds the driver as a module and runs the tests
+    /// that load and unload it (see `MODULE_TESTS`).
+    #[arg(long, value_delimiter = ',', default_value = "y,m")]
+    pub variants: Vec<Variant>,
+}
+
+/// Selftests the module build runs (those that load, use and unload the driver);
+/// when the series has none of them yet, the module build runs every test.
+pub const MODULE_TESTS: &[&str] = &["basic.sh", "teardown.sh"];
+
+/// One boot: a kernel variant and the tests it runs.
+struct Stage<'a> {
+    variant: Variant,
+    filter: Option<&'a str>,
+}
+
+impl<'a> Stage<'a> {
+    fn new(variant: Variant, filter: Option<&'a str>) -> Self {
+        Stage { variant, filter }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.variant {
+            Variant::Y => "built-in driver (=y)",
+            Variant::M => "driver as a module (=m)",
+        }
+    }
+
+    /// The tests this stage runs, as `-t` selections (empty: all).
+    fn select(&self, list: &str) -> Result<Vec<String>> {
+        if self.filter.is_some() || self.variant == Variant::Y {
+            return select_tests(list, self.filter);
+        }
+        let picked: Vec<String> = list
+            .lines()
+            .map(str::trim)
+            .filter(|t| MODULE_TESTS.iter().any(|m| t.ends_with(&format!(":{m}"))))
+            .map(str::to_string)
+            .collect();
+        Ok(picked)
+    }
+
+    /// Boots the kernel, runs the tests and turns the output into cases; the names
+    /// of the module stage's cases carry a `[=m]` prefix.
+    fn run(
+        &self,
+        project: &Project,
+        built: &Built,
+        accel: Accel,
+        timeout: u64,
+    ) -> Result<(Vec<Case>, TestRun)> {
+        let outcome = run_tests(project, built, accel, self, timeout)?;
+        let report = ktap::parse(outcome.vm.lines.iter().map(|(t, l)| (*t, l.as_str())));
+        let mut cases = vec![outcome.boot_case()];
+        cases.extend(report.cases.iter().cloned());
+        for _ in 0..report.missing() {
+            cases.push(Case {
+                name: "(a planned test never reported: crash or timeout)".into(),
+                outcome: Outcome::Fail,
+                directive: None,
+                seconds: 0.0,
+                subtests: Vec::new(),
+            });
+        }
+        if let Some(reason) = &report.bail_out {
+            eprintln!("the guest bailed out: {reason}");
+        }
+        cases.push(outcome.kernel_log_case());
+        if self.variant == Variant::M {
+            for c in &mut cases {
+                c.name = format!("[=m] {}", c.name);
+            }
+        }
+        Ok((cases, outcome))
+    }
 }
 
 impl TestQemuArgs {
@@ -50,54 +126,54 @@ impl TestQemuArgs {
             kernel::fetch(sh, project, self.mirror.as_deref())
         })?;
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
-        let built = phases.run("build", || build::build(sh, project, Variant::Y, false))?;
-        let (accel, why) = phases.run("accel", || {
-            vm::choose_accel(|| cached_probe(project, &built.image))
-        })?;
-        eprintln!("accelerator: {accel:?} ({why})");
-        let outcome = run_tests(project, &built, accel, self.filter.as_deref(), self.timeout)?;
         let mut counts = Counts::default();
-        let mut lines = Vec::new();
-        let boot = outcome.boot_case();
-        let report = ktap::parse(outcome.vm.lines.iter().map(|(t, l)| (*t, l.as_str())));
-        let mut cases = vec![boot];
-        cases.extend(report.cases.iter().cloned());
-        for _ in 0..report.missing() {
-            cases.push(Case {
-                name: "(a planned test never reported: crash or timeout)".into(),
-                outcome: Outcome::Fail,
-                directive: None,
-                seconds: 0.0,
-                subtests: Vec::new(),
-            });
-        }
-        if let Some(reason) = &report.bail_out {
-            eprintln!("the guest bailed out: {reason}");
-        }
-        cases.push(outcome.kernel_log_case());
-        for c in &cases {
-            counts.add_case(c);
-        }
-        ktap::render(&cases, 0, &mut lines);
-        println!();
-        println!("test results ({}):", outcome.vm.console_log.display());
-        for l in &lines {
-            println!("  {l}");
-        }
-        if !outcome.vm.problems.is_empty() {
-            println!("kernel log problems:");
-            for p in outcome.vm.problems.iter().take(40) {
-                println!("  | {p}");
+        let mut accel = None;
+        for &variant in &self.variants {
+            let built = phases.run(&format!("build-{}", variant.name()), || {
+                build::build(sh, project, variant, false)
+            })?;
+            let accel = match accel {
+                Some(a) => a,
+                None => {
+                    let (a, why) = phases.run("accel", || {
+                        vm::choose_accel(|| cached_probe(project, &built.image))
+                    })?;
+                    eprintln!("accelerator: {a:?} ({why})");
+                    accel = Some(a);
+                    a
+                }
+            };
+            let stage = Stage::new(variant, self.filter.as_deref());
+            let (cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
+                stage.run(project, &built, accel, self.timeout)
+            })?;
+            for c in &cases {
+                counts.add_case(c);
             }
+            let mut lines = Vec::new();
+            ktap::render(&cases, 0, &mut lines);
+            println!();
+            println!(
+                "test results, {} ({}):",
+                stage.title(),
+                outcome.vm.console_log.display()
+            );
+            for l in &lines {
+                println!("  {l}");
+            }
+            if !outcome.vm.problems.is_empty() {
+                println!("kernel log problems:");
+                for p in outcome.vm.problems.iter().take(40) {
+                    println!("  | {p}");
+                }
+            }
+            println!(
+                "  boot {}, tests {}",
+                fmt_duration(Duration::from_secs_f64(outcome.vm.boot_seconds)),
+                fmt_duration(Duration::from_secs_f64(outcome.vm.payload_seconds))
+            );
         }
-        let boot_t = Duration::from_secs_f64(outcome.vm.boot_seconds);
-        let test_t = Duration::from_secs_f64(outcome.vm.payload_seconds);
-        println!(
-            "{}, boot {}, tests {}",
-            phases.summary(),
-            fmt_duration(boot_t),
-            fmt_duration(test_t)
-        );
+        println!("{}", phases.summary());
         Ok(counts)
     }
 }
@@ -215,14 +291,14 @@ fn run_tests(
     project: &Project,
     built: &Built,
     accel: Accel,
-    filter: Option<&str>,
+    stage: &Stage,
     timeout: u64,
 ) -> Result<TestRun> {
     let payload = match &built.kselftest {
         Some(dir) => {
             let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
-            let picked = select_tests(&list, filter)?;
+            let picked = stage.select(&list)?;
             let args: String = picked.iter().map(|t| format!(" -t '{t}'")).collect();
             format!(
                 "# Written by cargo xtask test-qemu.\ncd '{}' || exit 1\n./run_kselftest.sh{args}\n",
@@ -238,7 +314,9 @@ fn run_tests(
         image: built.image.clone(),
         modroot: Some(built.modroot.clone()),
         root: project.root.clone(),
-        dir: project.target_dir().join("vm/test-qemu"),
+        dir: project
+            .target_dir()
+            .join(format!("vm/test-qemu-{}", stage.variant.name())),
         payload,
         timeout: Duration::from_secs(timeout),
         accel,
@@ -267,5 +345,33 @@ mod tests {
         );
         let err = select_tests(list, Some("nope")).unwrap_err().to_string();
         assert!(err.contains("topology.sh"), "{err}");
+    }
+
+    #[test]
+    fn module_stage_runs_the_module_tests() {
+        let list = "drivers/net/rdmabond:topology.sh\ndrivers/net/rdmabond:basic.sh\n\
+                    drivers/net/rdmabond:teardown.sh\ndrivers/net/rdmabond:failover.sh\n";
+        let m = Stage::new(Variant::M, None);
+        assert_eq!(
+            m.select(list).unwrap(),
+            vec![
+                "drivers/net/rdmabond:basic.sh",
+                "drivers/net/rdmabond:teardown.sh"
+            ]
+        );
+        // Without any module test the stage runs everything (no -t arguments).
+        assert!(m
+            .select("drivers/net/rdmabond:topology.sh\n")
+            .unwrap()
+            .is_empty());
+        // The built-in stage runs everything; a filter applies to both.
+        assert!(Stage::new(Variant::Y, None)
+            .select(list)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            Stage::new(Variant::M, Some("fail")).select(list).unwrap(),
+            vec!["drivers/net/rdmabond:failover.sh"]
+        );
     }
 }
