@@ -1,0 +1,522 @@
+//! `rbc client`: K RC connections spread over the ports of a group, sequenced
+//! messages, reconnection through the group on ADDR_CHANGE or any error, resume
+//! from the last acknowledged message, fault schedule, timings and report.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::discovery::{self, Group};
+use crate::fault::Fault;
+use crate::ffi;
+use crate::plan::{self, Slot};
+use crate::proto::{self, Counters, Msg};
+use crate::rdma::{self, Channel, Completion, Conn};
+use crate::report::{self, Event, PortCount, Report, Snapshot};
+use crate::rtnl::{self, Socket};
+
+pub struct Options {
+    pub group: String,
+    pub servers: Vec<IpAddr>,
+    pub port: u16,
+    pub connections: u32,
+    pub rate: u32,
+    pub window: u32,
+    pub duration: Duration,
+    pub drain: Duration,
+    pub faults: Vec<Fault>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Down,
+    Resolving,
+    Routing,
+    Connecting,
+    Up,
+}
+
+struct Stream {
+    slot: Slot,
+    conn: Option<Conn>,
+    phase: Phase,
+    retry_at: Instant,
+    /// Highest seq ever sent, and highest posted on the current connection.
+    max_sent: u64,
+    posted: u64,
+    acked: u64,
+    counters: Counters,
+    port: Option<String>,
+    flowing: bool,
+}
+
+struct Client<'a> {
+    o: &'a Options,
+    run: u64,
+    start: Instant,
+    // Streams (and their cm ids) go before the channel they belong to.
+    streams: Vec<Stream>,
+    ch: Channel,
+    ids: HashMap<usize, usize>,
+    events: Vec<Event>,
+    sent: u64,
+    resent: u64,
+    reconnects: u64,
+    addr_host: HashMap<IpAddr, u32>,
+    names: HashMap<u32, String>,
+}
+
+impl Client<'_> {
+    fn t(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    fn connect(&mut self, i: usize) -> Result<()> {
+        let mut c = self.ch.create_id()?;
+        let s = &self.streams[i];
+        c.resolve_addr(s.slot.src, SocketAddr::new(s.slot.dst, self.o.port))?;
+        self.ids.insert(c.id() as usize, i);
+        let s = &mut self.streams[i];
+        s.conn = Some(c);
+        s.phase = Phase::Resolving;
+        Ok(())
+    }
+
+    /// Drops the connection of stream `i` and schedules a reconnection.
+    fn reset(&mut self, i: usize, delay: Duration) {
+        let s = &mut self.streams[i];
+        if let Some(mut c) = s.conn.take() {
+            self.ids.remove(&(c.id() as usize));
+            if s.phase == Phase::Up {
+                c.disconnect();
+            }
+        }
+        if s.phase != Phase::Down {
+            self.reconnects += 1;
+        }
+        s.phase = Phase::Down;
+        s.port = None;
+        s.flowing = false;
+        s.retry_at = Instant::now() + delay;
+    }
+
+    fn fail(&mut self, i: usize, what: String) {
+        let t = self.t();
+        if self.streams[i].phase != Phase::Down {
+            self.events.push(Event::ConnError {
+                t,
+                stream: i as u32,
+                what,
+            });
+        }
+        self.reset(i, Duration::from_millis(100));
+    }
+
+    fn on_cm(&mut self, ev: rdma::CmEvent) {
+        let Some(&i) = self.ids.get(&(ev.id as usize)) else {
+            return;
+        };
+        let r = match ev.kind {
+            ffi::RDMA_CM_EVENT_ADDR_RESOLVED => {
+                self.streams[i].phase = Phase::Routing;
+                self.streams[i]
+                    .conn
+                    .as_mut()
+                    .map_or(Ok(()), |c| c.resolve_route())
+            }
+            ffi::RDMA_CM_EVENT_ROUTE_RESOLVED => {
+                let w = self.o.window;
+                self.streams[i].phase = Phase::Connecting;
+                self.streams[i].conn.as_mut().map_or(Ok(()), |c| {
+                    c.setup_qp(w * 2 + 4, w * 2).and_then(|_| c.connect())
+                })
+            }
+            ffi::RDMA_CM_EVENT_ESTABLISHED => {
+                let t = self.t();
+                let s = &mut self.streams[i];
+                s.phase = Phase::Up;
+                s.posted = s.acked;
+                let c = s.conn.as_ref().expect("established without a connection");
+                let device = c.device();
+                let port = rdma::netdev_of(&device, c.port_num())
+                    .or_else(|| {
+                        self.addr_host
+                            .get(&s.slot.src)
+                            .and_then(|x| self.names.get(x).cloned())
+                    })
+                    .unwrap_or_else(|| "?".into());
+                s.port = Some(port.clone());
+                self.events.push(Event::Established {
+                    t,
+                    stream: i as u32,
+                    port,
+                    device,
+                });
+                Ok(())
+            }
+            ffi::RDMA_CM_EVENT_ADDR_CHANGE => {
+                let t = self.t();
+                self.events.push(Event::AddrChange {
+                    t,
+                    stream: i as u32,
+                });
+                self.reset(i, Duration::ZERO);
+                Ok(())
+            }
+            _ => Err(anyhow::anyhow!("{} (status {})", ev.name(), ev.status)),
+        };
+        if let Err(e) = r {
+            self.fail(i, format!("{e:#}"));
+        }
+    }
+
+    fn on_addr_event(&mut self, ev: rtnl::Event) {
+        let t = self.t();
+        match ev {
+            rtnl::Event::NewAddr(a) => {
+                if let Some(old) = self.addr_host.get(&a.addr).copied() {
+                    if old != a.ifindex {
+                        let name = |x: u32| self.names.get(&x).cloned().unwrap_or(x.to_string());
+                        self.events.push(Event::AddrMove {
+                            t,
+                            addr: a.addr,
+                            from: name(old),
+                            to: name(a.ifindex),
+                        });
+                        self.addr_host.insert(a.addr, a.ifindex);
+                    }
+                }
+            }
+            rtnl::Event::NewLink(l) => {
+                self.names.insert(l.ifindex, l.name);
+            }
+            rtnl::Event::DelAddr(_) => {}
+        }
+    }
+
+    /// Sends what the window and the rate allow; `generate` false only resends.
+    fn pump(&mut self, i: usize, generate: bool) -> Result<()> {
+        let allowed = if generate {
+            (self.start.elapsed().as_secs_f64() * f64::from(self.o.rate)) as u64 + 1
+        } else {
+            0
+        };
+        let run = self.run;
+        let window = u64::from(self.o.window);
+        let s = &mut self.streams[i];
+        let Some(c) = s.conn.as_mut() else {
+            return Ok(());
+        };
+        while s.phase == Phase::Up
+            && c.can_send()
+            && s.posted < s.acked + window
+            && (s.posted < s.max_sent || s.posted < allowed)
+        {
+            let seq = s.posted + 1;
+            let resend = seq <= s.max_sent;
+            c.send(&Msg {
+                kind: proto::DATA,
+                flags: if resend { proto::RESEND } else { 0 },
+                run,
+                stream: i as u32,
+                seq,
+                counters: Counters::default(),
+            })?;
+            s.posted = seq;
+            s.max_sent = s.max_sent.max(seq);
+            self.sent += 1;
+            if resend {
+                self.resent += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_stream(&mut self, i: usize, done: &mut VecDeque<Completion>) {
+        let r = match self.streams[i].conn.as_mut() {
+            Some(c) => c.poll(done),
+            None => return,
+        };
+        if let Err(e) = r {
+            self.fail(i, format!("{e:#}"));
+            return;
+        }
+        while let Some(comp) = done.pop_front() {
+            match comp {
+                Completion::Received(m) if m.kind == proto::ACK && m.run == self.run => {
+                    let t = self.t();
+                    let s = &mut self.streams[i];
+                    s.acked = s.acked.max(m.seq);
+                    if m.counters.delivered >= s.counters.delivered {
+                        s.counters = m.counters;
+                    }
+                    if !s.flowing {
+                        s.flowing = true;
+                        self.events.push(Event::Flowing {
+                            t,
+                            stream: i as u32,
+                        });
+                    }
+                }
+                Completion::Error(status, send) => {
+                    let what = format!(
+                        "{} completion: {}",
+                        if send { "send" } else { "receive" },
+                        rdma::wc_status_str(status)
+                    );
+                    done.clear();
+                    self.fail(i, what);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn snapshot(&self, label: &str) -> Result<Snapshot> {
+        let g = discovery::discover(&self.o.group)?;
+        let mut ports: BTreeMap<String, PortCount> = g
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    PortCount {
+                        healthy: p.healthy(),
+                        connections: 0,
+                    },
+                )
+            })
+            .collect();
+        let mut elsewhere = 0;
+        for s in self.streams.iter().filter(|s| s.phase == Phase::Up) {
+            match s.port.as_ref().and_then(|p| ports.get_mut(p)) {
+                Some(pc) => pc.connections += 1,
+                None => elsewhere += 1,
+            }
+        }
+        let counts: Vec<(String, bool, u32)> = ports
+            .iter()
+            .map(|(n, c)| (n.clone(), c.healthy, c.connections))
+            .collect();
+        let uneven = plan::check_spread(&counts, self.o.connections).err();
+        Ok(Snapshot {
+            label: label.into(),
+            t: self.t(),
+            ports,
+            elsewhere,
+            uneven,
+        })
+    }
+
+    fn all_up_and_acked(&self) -> bool {
+        self.streams
+            .iter()
+            .all(|s| s.phase == Phase::Up && s.acked == s.max_sent)
+    }
+}
+
+fn run_id() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+}
+
+pub fn run(o: &Options) -> Result<Report> {
+    let group: Group = discovery::discover(&o.group)
+        .with_context(|| format!("cannot discover group {}", o.group))?;
+    eprintln!(
+        "rbc client: group {} ports {}",
+        group.name,
+        serde_json::to_string(&group.ports)?
+    );
+    if o.connections == 0 || o.window == 0 || o.rate == 0 {
+        bail!("--connections, --window and --rate must be positive");
+    }
+    let slots = plan::plan(&group, &o.servers, o.connections)?;
+    let monitor = Socket::monitor()?;
+    let mut dump = Socket::open(0)?;
+    let mut c = Client {
+        o,
+        run: run_id(),
+        start: Instant::now(),
+        streams: slots
+            .into_iter()
+            .map(|slot| Stream {
+                slot,
+                conn: None,
+                phase: Phase::Down,
+                retry_at: Instant::now(),
+                max_sent: 0,
+                posted: 0,
+                acked: 0,
+                counters: Counters::default(),
+                port: None,
+                flowing: false,
+            })
+            .collect(),
+        ch: Channel::new()?,
+        ids: HashMap::new(),
+        events: Vec::new(),
+        sent: 0,
+        resent: 0,
+        reconnects: 0,
+        addr_host: dump.addrs()?.iter().map(|a| (a.addr, a.ifindex)).collect(),
+        names: dump
+            .links()?
+            .into_iter()
+            .map(|l| (l.ifindex, l.name))
+            .collect(),
+    };
+    // Only the group's addresses are tracked for moves.
+    let ours: Vec<IpAddr> = group.ports.iter().flat_map(|p| p.addrs.clone()).collect();
+    c.addr_host.retain(|a, _| ours.contains(a));
+
+    let mut snapshots = Vec::new();
+    let mut pending: VecDeque<Fault> = o.faults.iter().cloned().collect();
+    let mut running: Vec<(usize, Child)> = Vec::new();
+    let mut done = VecDeque::new();
+    let end = o.duration;
+    let mut draining_since: Option<Instant> = None;
+    loop {
+        let mut pfd = [
+            libc::pollfd {
+                fd: c.ch.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: monitor.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        unsafe { libc::poll(pfd.as_mut_ptr(), 2, 1) };
+        for ev in monitor.events()? {
+            c.on_addr_event(ev);
+        }
+        while let Some(ev) = c.ch.next()? {
+            c.on_cm(ev);
+        }
+        let now = Instant::now();
+        for i in 0..c.streams.len() {
+            if c.streams[i].phase == Phase::Down && now >= c.streams[i].retry_at {
+                if let Err(e) = c.connect(i) {
+                    c.fail(i, format!("{e:#}"));
+                }
+            }
+            c.poll_stream(i, &mut done);
+            let generate = c.start.elapsed() < end;
+            if let Err(e) = c.pump(i, generate) {
+                c.fail(i, format!("{e:#}"));
+            }
+        }
+        // The fault schedule.
+        if pending.front().is_some_and(|f| c.start.elapsed() >= f.at) {
+            let f = pending.pop_front().expect("checked");
+            snapshots.push(c.snapshot(&format!("before {}", f.name))?);
+            let t = c.t();
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(&f.cmd)
+                .spawn()
+                .with_context(|| format!("cannot run fault command `{}`", f.cmd))?;
+            c.events.push(Event::Fault {
+                t,
+                name: f.name.clone(),
+                cmd: f.cmd.clone(),
+                status: None,
+                done: None,
+            });
+            running.push((c.events.len() - 1, child));
+        }
+        let t = c.t();
+        running.retain_mut(|(idx, child)| match child.try_wait() {
+            Ok(Some(st)) => {
+                if let Event::Fault { status, done, .. } = &mut c.events[*idx] {
+                    *status = st.code();
+                    *done = Some(t);
+                }
+                false
+            }
+            _ => true,
+        });
+        if c.start.elapsed() >= end && pending.is_empty() && running.is_empty() {
+            let since = *draining_since.get_or_insert(now);
+            if c.all_up_and_acked() || now.duration_since(since) > o.drain {
+                break;
+            }
+        }
+    }
+    snapshots.push(c.snapshot("end")?);
+    for i in 0..c.streams.len() {
+        c.reset(i, Duration::ZERO);
+    }
+
+    let messages: u64 = c.streams.iter().map(|s| s.max_sent).sum();
+    let acked: u64 = c.streams.iter().map(|s| s.acked).sum();
+    let mut server = Counters::default();
+    for s in &c.streams {
+        server.delivered += s.counters.delivered;
+        server.resent_dups += s.counters.resent_dups;
+        server.duplicated += s.counters.duplicated;
+        server.gaps += s.counters.gaps;
+    }
+    let delivered = server.delivered - server.gaps;
+    let lost = messages.saturating_sub(delivered) + server.gaps;
+    let timings = report::timings(&c.events);
+    let mut problems = Vec::new();
+    if lost > 0 {
+        problems.push(format!("{lost} message(s) lost"));
+    }
+    if server.duplicated > 0 {
+        problems.push(format!("{} duplicate(s)", server.duplicated));
+    }
+    if acked != messages {
+        problems.push(format!("{} of {messages} acknowledged", acked));
+    }
+    for e in &c.events {
+        if let Event::Fault { cmd, status, .. } = e {
+            if *status != Some(0) {
+                problems.push(format!("fault command `{cmd}` failed ({status:?})"));
+            }
+        }
+    }
+    for s in &snapshots {
+        if let Some(u) = &s.uneven {
+            problems.push(format!("{}: {u}", s.label));
+        }
+    }
+    for t in &timings {
+        if t.addr_move_ms.is_none() || t.addr_change_ms.is_none() || t.traffic_ms.is_none() {
+            problems.push(format!(
+                "{} at {:.3}s: a milestone never came",
+                t.name, t.at
+            ));
+        }
+    }
+    Ok(Report {
+        group: group.name,
+        connections: o.connections,
+        messages,
+        sent: c.sent,
+        resent: c.resent,
+        acked,
+        delivered,
+        lost,
+        duplicated: server.duplicated,
+        resent_dups_dropped: server.resent_dups,
+        reconnects: c.reconnects,
+        server,
+        snapshots,
+        timings,
+        events: c.events,
+        ok: problems.is_empty(),
+        problems,
+    })
+}

@@ -1,0 +1,159 @@
+//! Spreads K connections evenly over the ports of a group.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, Result};
+
+use crate::discovery::Group;
+
+/// One planned connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub stream: u32,
+    /// The port whose home address is the source.
+    pub port: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+}
+
+/// Stream i goes from port i mod N (its first address of the servers' family) to
+/// server i mod S: port loads differ by at most one.
+pub fn plan(group: &Group, servers: &[IpAddr], k: u32) -> Result<Vec<Slot>> {
+    let Some(first) = servers.first() else {
+        bail!("no server address given");
+    };
+    let v4 = first.is_ipv4();
+    if servers.iter().any(|s| s.is_ipv4() != v4) {
+        bail!("server addresses must all be IPv4 or all IPv6");
+    }
+    let ports: Vec<(&str, IpAddr)> = group
+        .ports
+        .iter()
+        .filter_map(|p| {
+            p.addrs
+                .iter()
+                .find(|a| a.is_ipv4() == v4)
+                .map(|a| (p.name.as_str(), *a))
+        })
+        .collect();
+    if ports.is_empty() {
+        bail!(
+            "no port of {} has an {} address",
+            group.name,
+            if v4 { "IPv4" } else { "IPv6" }
+        );
+    }
+    Ok((0..k)
+        .map(|i| {
+            let (port, src) = ports[i as usize % ports.len()];
+            Slot {
+                stream: i,
+                port: port.to_string(),
+                src,
+                dst: servers[i as usize % servers.len()],
+            }
+        })
+        .collect())
+}
+
+/// Whether `counts` (connections per port) is even among the healthy ports: every
+/// healthy port within one of the others, no connection on an unhealthy port, and
+/// `total` connections in all. Returns the reason when not.
+pub fn check_spread(counts: &[(String, bool, u32)], total: u32) -> Result<(), String> {
+    let sum: u32 = counts.iter().map(|c| c.2).sum();
+    if sum != total {
+        return Err(format!("{sum} of {total} connections established"));
+    }
+    if let Some(c) = counts.iter().find(|c| !c.1 && c.2 > 0) {
+        return Err(format!("{} connection(s) on unhealthy port {}", c.2, c.0));
+    }
+    let healthy: Vec<u32> = counts.iter().filter(|c| c.1).map(|c| c.2).collect();
+    let (min, max) = (healthy.iter().min(), healthy.iter().max());
+    match (min, max) {
+        (Some(min), Some(max)) if max - min > 1 => Err(format!(
+            "uneven: {} on the healthy ports",
+            counts
+                .iter()
+                .filter(|c| c.1)
+                .map(|c| format!("{}={}", c.0, c.2))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Port;
+    use crate::netlink::PortAttrs;
+
+    fn group(addrs: &[&[&str]]) -> Group {
+        Group {
+            ifindex: 1,
+            name: "rb0".into(),
+            ports: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| Port {
+                    ifindex: 2 + i as u32,
+                    name: format!("a{i}"),
+                    running: true,
+                    state: "up",
+                    attrs: PortAttrs::default(),
+                    addrs: a.iter().map(|s| s.parse().unwrap()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn spreads_round_robin() {
+        let g = group(&[&["192.0.2.1", "2001:db8::1"], &["2001:db8::2", "192.0.2.2"]]);
+        let servers = ["192.0.2.11".parse().unwrap(), "192.0.2.12".parse().unwrap()];
+        let p = plan(&g, &servers, 5).unwrap();
+        let ports: Vec<&str> = p.iter().map(|s| s.port.as_str()).collect();
+        assert_eq!(ports, ["a0", "a1", "a0", "a1", "a0"]);
+        assert_eq!(p[1].src, "192.0.2.2".parse::<IpAddr>().unwrap());
+        assert_eq!(p[3].dst, servers[1]);
+        assert_eq!(p[4].stream, 4);
+    }
+
+    #[test]
+    fn picks_the_servers_family_and_refuses_mixes() {
+        let g = group(&[&["192.0.2.1", "2001:db8::1"], &["192.0.2.2"]]);
+        let p = plan(&g, &["2001:db8::11".parse().unwrap()], 4).unwrap();
+        assert!(p.iter().all(|s| s.port == "a0"));
+        let mixed = [
+            "2001:db8::11".parse().unwrap(),
+            "192.0.2.11".parse().unwrap(),
+        ];
+        assert!(plan(&g, &mixed, 2).is_err());
+        assert!(plan(
+            &group(&[&["192.0.2.1"]]),
+            &["2001:db8::11".parse().unwrap()],
+            2
+        )
+        .is_err());
+        assert!(plan(&g, &[], 2).is_err());
+    }
+
+    #[test]
+    fn spread_check() {
+        let c = |v: &[(&str, bool, u32)]| -> Vec<(String, bool, u32)> {
+            v.iter().map(|(n, h, k)| (n.to_string(), *h, *k)).collect()
+        };
+        assert!(check_spread(&c(&[("a0", true, 2), ("a1", true, 3)]), 5).is_ok());
+        assert!(check_spread(&c(&[("a0", false, 0), ("a1", true, 4)]), 4).is_ok());
+        assert!(check_spread(&c(&[("a0", true, 1), ("a1", true, 3)]), 4)
+            .unwrap_err()
+            .contains("uneven"));
+        assert!(check_spread(&c(&[("a0", false, 1), ("a1", true, 3)]), 4)
+            .unwrap_err()
+            .contains("unhealthy"));
+        assert!(check_spread(&c(&[("a0", true, 1), ("a1", true, 2)]), 4)
+            .unwrap_err()
+            .contains("3 of 4"));
+    }
+}

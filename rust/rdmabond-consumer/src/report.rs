@@ -1,0 +1,230 @@
+//! The client's JSON report and the failover/failback timings.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::proto::Counters;
+
+/// Something that happened during the run, at `t` seconds since the start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Fault {
+        t: f64,
+        name: String,
+        cmd: String,
+        status: Option<i32>,
+        /// When the command returned.
+        done: Option<f64>,
+    },
+    AddrMove {
+        t: f64,
+        addr: IpAddr,
+        from: String,
+        to: String,
+    },
+    AddrChange {
+        t: f64,
+        stream: u32,
+    },
+    ConnError {
+        t: f64,
+        stream: u32,
+        what: String,
+    },
+    Established {
+        t: f64,
+        stream: u32,
+        port: String,
+        device: String,
+    },
+    /// The first ACK after an establishment.
+    Flowing {
+        t: f64,
+        stream: u32,
+    },
+}
+
+/// Connections per port at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub label: String,
+    pub t: f64,
+    /// port -> (healthy, established connections)
+    pub ports: BTreeMap<String, PortCount>,
+    /// Connections established but on no port of the group.
+    pub elsewhere: u32,
+    /// `plan::check_spread` verdict: null when even.
+    pub uneven: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    pub healthy: bool,
+    pub connections: u32,
+}
+
+/// Milliseconds from a fault to each milestone; null when it never came.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Timing {
+    pub name: String,
+    pub at: f64,
+    pub addr_move_ms: Option<f64>,
+    pub addr_change_ms: Option<f64>,
+    pub traffic_ms: Option<f64>,
+    /// Streams whose connection broke or got ADDR_CHANGE after this fault.
+    pub disrupted: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub group: String,
+    pub connections: u32,
+    pub messages: u64,
+    pub sent: u64,
+    pub resent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub resent_dups_dropped: u64,
+    pub reconnects: u64,
+    pub server: Counters,
+    pub snapshots: Vec<Snapshot>,
+    pub timings: Vec<Timing>,
+    pub events: Vec<Event>,
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+fn ms(from: f64, to: f64) -> f64 {
+    ((to - from) * 1e6).round() / 1e3
+}
+
+/// Timings per fault: each fault owns the events up to the next fault.
+pub fn timings(events: &[Event]) -> Vec<Timing> {
+    let faults: Vec<(f64, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Fault { t, name, .. } => Some((*t, name.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (i, (at, name)) in faults.iter().enumerate() {
+        let end = faults.get(i + 1).map_or(f64::INFINITY, |f| f.0);
+        let window = |t: f64| t >= *at && t < end;
+        let addr_move = events.iter().find_map(|e| match e {
+            Event::AddrMove { t, .. } if window(*t) => Some(*t),
+            _ => None,
+        });
+        let addr_change = events.iter().find_map(|e| match e {
+            Event::AddrChange { t, .. } if window(*t) => Some(*t),
+            _ => None,
+        });
+        // Streams disrupted in the window, with their first disruption time.
+        let mut disrupted: BTreeMap<u32, f64> = BTreeMap::new();
+        for e in events {
+            if let Event::AddrChange { t, stream } | Event::ConnError { t, stream, .. } = e {
+                if window(*t) {
+                    disrupted.entry(*stream).or_insert(*t);
+                }
+            }
+        }
+        let mut traffic = Some(*at);
+        for (stream, since) in &disrupted {
+            let back = events.iter().find_map(|e| match e {
+                Event::Flowing { t, stream: s } if s == stream && *t >= *since => Some(*t),
+                _ => None,
+            });
+            traffic = match (traffic, back) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        if disrupted.is_empty() {
+            traffic = None;
+        }
+        out.push(Timing {
+            name: name.to_string(),
+            at: *at,
+            addr_move_ms: addr_move.map(|t| ms(*at, t)),
+            addr_change_ms: addr_change.map(|t| ms(*at, t)),
+            traffic_ms: traffic.map(|t| ms(*at, t)),
+            disrupted: disrupted.keys().copied().collect(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(t: f64, name: &str) -> Event {
+        Event::Fault {
+            t,
+            name: name.into(),
+            cmd: "x".into(),
+            status: Some(0),
+            done: Some(t),
+        }
+    }
+
+    #[test]
+    fn timings_per_fault() {
+        let ev = vec![
+            Event::Flowing { t: 0.5, stream: 0 },
+            fault(2.0, "failover"),
+            Event::AddrMove {
+                t: 2.010,
+                addr: "192.0.2.1".parse().unwrap(),
+                from: "a0".into(),
+                to: "a1".into(),
+            },
+            Event::AddrChange {
+                t: 2.020,
+                stream: 0,
+            },
+            Event::ConnError {
+                t: 2.025,
+                stream: 2,
+                what: "x".into(),
+            },
+            Event::Flowing {
+                t: 2.300,
+                stream: 0,
+            },
+            Event::Flowing {
+                t: 2.400,
+                stream: 2,
+            },
+            fault(8.0, "failback"),
+            Event::AddrMove {
+                t: 8.5,
+                addr: "192.0.2.1".parse().unwrap(),
+                from: "a1".into(),
+                to: "a0".into(),
+            },
+            Event::AddrChange { t: 8.51, stream: 0 },
+        ];
+        let t = timings(&ev);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].addr_move_ms, Some(10.0));
+        assert_eq!(t[0].addr_change_ms, Some(20.0));
+        assert_eq!(t[0].traffic_ms, Some(400.0));
+        assert_eq!(t[0].disrupted, vec![0, 2]);
+        assert_eq!(t[1].addr_move_ms, Some(500.0));
+        // stream 0 never flowed again after the failback
+        assert_eq!(t[1].traffic_ms, None);
+    }
+
+    #[test]
+    fn no_disruption_means_no_traffic_time() {
+        let t = timings(&[fault(1.0, "f")]);
+        assert_eq!(t[0].traffic_ms, None);
+        assert_eq!(t[0].addr_move_ms, None);
+    }
+}
