@@ -72,6 +72,9 @@ pub const BUILD: &[Dep] = &[
         "rust-web-src",
     ),
     file("/usr/lib/llvm-19/lib/libclang.so", "libclang-19-dev"),
+    // The Rust consumer (rust/rdmabond-consumer) binds librdmacm and libibverbs.
+    file("/usr/include/rdma/rdma_cma.h", "librdmacm-dev"),
+    file("/usr/include/infiniband/verbs.h", "libibverbs-dev"),
 ];
 
 /// Booting the guest and running the selftests in it (the guest uses the host's root).
