@@ -15,6 +15,9 @@ use crate::project::Project;
 use crate::util::{fmt_duration, Phases};
 use crate::vm::{self, Accel};
 
+#[path = "consumer.rs"]
+mod consumer;
+
 #[derive(Debug, clap::Args)]
 pub struct TestQemuArgs {
     /// Run only the tests whose `collection:test` name contains this text.
@@ -53,6 +56,11 @@ impl<'a> Stage<'a> {
             Variant::Y => "built-in driver (=y)",
             Variant::M => "driver as a module (=m)",
         }
+    }
+
+    /// Whether the stage runs the Rust consumer (rust/) after the kselftests.
+    fn consumer(&self) -> bool {
+        self.variant == Variant::Y && consumer::wanted(self.filter)
     }
 
     /// The tests this stage runs, as `-t` selections (empty: all).
@@ -144,9 +152,13 @@ impl TestQemuArgs {
                 }
             };
             let stage = Stage::new(variant, self.filter.as_deref());
-            let (cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
+            let (mut cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
                 stage.run(project, &built, accel, self.timeout)
             })?;
+            let rbc = stage
+                .consumer()
+                .then(|| consumer::results(project, &outcome.vm.lines));
+            cases.extend(rbc.iter().flat_map(|r| r.cases.clone()));
             for c in &cases {
                 counts.add_case(c);
             }
@@ -172,6 +184,7 @@ impl TestQemuArgs {
                 fmt_duration(Duration::from_secs_f64(outcome.vm.boot_seconds)),
                 fmt_duration(Duration::from_secs_f64(outcome.vm.payload_seconds))
             );
+            rbc.iter().for_each(consumer::Results::print);
         }
         println!("{}", phases.summary());
         Ok(counts)
@@ -294,7 +307,8 @@ fn run_tests(
     stage: &Stage,
     timeout: u64,
 ) -> Result<TestRun> {
-    let payload = match &built.kselftest {
+    let mut payload = match &built.kselftest {
+        Some(_) if stage.filter.is_some() && stage.consumer() => String::new(),
         Some(dir) => {
             let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
@@ -310,6 +324,9 @@ fn run_tests(
             "echo 'TAP version 13'\necho '1..0'\n".to_string()
         }
     };
+    if stage.consumer() {
+        payload.push_str(&consumer::payload(project, built)?);
+    }
     let run = vm::Run {
         image: built.image.clone(),
         modroot: Some(built.modroot.clone()),

@@ -1,0 +1,372 @@
+//! The load-balanced consumer (rust/rdmabond-consumer, binary `rbc`) in the
+//! test guest: built against the patched kernel's uapi headers, run by
+//! rust/guest/consumer.sh after the kselftests across a scripted failover and
+//! failback, its JSON report turned into test cases and a timing table.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::build::Built;
+use crate::ktap::{Case, Outcome};
+use crate::project::Project;
+use crate::util::write_atomic;
+use crate::vm;
+
+/// The connections the guest client opens (K).
+pub const CONNECTIONS: u32 = 4;
+/// Prefix of the report line the guest script prints.
+const REPORT: &str = "rbc-report: ";
+const ERROR: &str = "rbc-error: ";
+
+/// Whether a `--filter` asks for the consumer run.
+pub fn wanted(filter: Option<&str>) -> bool {
+    filter.map_or(true, |f| "consumer".contains(f))
+}
+
+/// Builds `rbc` against `built`'s `make headers` output; returns the binary.
+pub fn build(project: &Project, built: &Built) -> Result<PathBuf> {
+    let include = built.dir.join("usr/include");
+    if !include.join("linux/if_link.h").is_file() {
+        bail!(
+            "no uapi headers in {}: the kernel build runs `make headers`",
+            include.display()
+        );
+    }
+    // The guest sees the checkout only: build inside it.
+    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(t) if t.starts_with(&project.root) => t,
+        Some(_) => project.target_dir().join("rbc-target"),
+        None => project.target_dir(),
+    };
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(&project.root)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "rdmabond-consumer",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env("RDMABOND_UAPI_INCLUDE", &include)
+        .status()
+        .context("cannot run cargo build for rdmabond-consumer")?;
+    if !status.success() {
+        bail!("cargo build -p rdmabond-consumer failed");
+    }
+    Ok(target.join("debug/rbc"))
+}
+
+/// Builds `rbc` and returns the payload lines that run the consumer script in
+/// the guest.
+pub fn payload(project: &Project, built: &Built) -> Result<String> {
+    let Some(ksft) = &built.kselftest else {
+        bail!("the consumer needs the installed rdmabond selftests (lib.sh)");
+    };
+    eprintln!(
+        "building rbc against {}",
+        built.dir.join("usr/include").display()
+    );
+    let rbc = build(project, built)?;
+    let script = project.root.join("rust/guest/consumer.sh");
+    Ok(format!(
+        "echo '# consumer: rbc across failover and failback'\nbash '{}' '{}' '{}' {CONNECTIONS}\n",
+        vm::guest_path(&project.root, &script)?,
+        vm::guest_path(&project.root, &ksft.join("drivers/net/rdmabond"))?,
+        vm::guest_path(&project.root, &rbc)?,
+    ))
+}
+
+/// The cases and timing table from the guest output.
+pub struct Results {
+    pub cases: Vec<Case>,
+    pub table: Vec<String>,
+    pub report: Option<Value>,
+}
+
+fn case(name: &str, ok: bool, why: Option<String>) -> Case {
+    Case {
+        name: format!("consumer: {name}"),
+        outcome: if ok { Outcome::Pass } else { Outcome::Fail },
+        directive: if ok { None } else { why },
+        seconds: 0.0,
+        subtests: Vec::new(),
+    }
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v.get(key).and_then(Value::as_u64).unwrap_or(u64::MAX)
+}
+
+/// Connections per port even among healthy ports: none on unhealthy ones, the
+/// healthy ones within one of each other, `total` in all.
+pub fn spread_problem(snapshot: &Value, total: u64) -> Option<String> {
+    let Some(ports) = snapshot.get("ports").and_then(Value::as_object) else {
+        return Some("no ports in the snapshot".into());
+    };
+    let mut sum = 0;
+    let mut healthy = Vec::new();
+    for (name, p) in ports {
+        let n = p.get("connections").and_then(Value::as_u64).unwrap_or(0);
+        sum += n;
+        if p.get("healthy").and_then(Value::as_bool) == Some(true) {
+            healthy.push(n);
+        } else if n > 0 {
+            return Some(format!("{n} connection(s) on unhealthy port {name}"));
+        }
+    }
+    if sum != total {
+        return Some(format!("{sum} of {total} connections on the group's ports"));
+    }
+    match (healthy.iter().min(), healthy.iter().max()) {
+        (Some(lo), Some(hi)) if hi - lo > 1 => Some(format!(
+            "uneven: {}",
+            ports
+                .iter()
+                .map(|(n, p)| format!("{n}={}", p["connections"]))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )),
+        (None, _) => Some("no healthy port".into()),
+        _ => None,
+    }
+}
+
+fn ms(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .map_or("never".into(), |m| format!("{m:.1}"))
+}
+
+/// Parses the guest output into cases and the timing table, and saves the
+/// report (see [`save`]).
+pub fn results(project: &Project, lines: &[(f64, String)]) -> Results {
+    let mut r = parse(lines);
+    if let Some(report) = &r.report {
+        match save(project, report) {
+            Ok(path) => r.table.push(format!("report: {}", path.display())),
+            Err(e) => r
+                .cases
+                .push(case("report saved", false, Some(format!("{e:#}")))),
+        }
+    }
+    r
+}
+
+impl Results {
+    /// Prints the failover/failback timing table.
+    pub fn print(&self) {
+        if self.table.is_empty() {
+            return;
+        }
+        println!("consumer (rbc, {CONNECTIONS} connections) failover/failback timings:");
+        for l in &self.table {
+            println!("  {l}");
+        }
+    }
+}
+
+/// Parses the guest output into cases and the timing table.
+pub fn parse(lines: &[(f64, String)]) -> Results {
+    let report_line = lines.iter().find_map(|(_, l)| l.strip_prefix(REPORT));
+    let errors: Vec<&str> = lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix(ERROR))
+        .collect();
+    let report = report_line.map(serde_json::from_str::<Value>);
+    let r = match report {
+        Some(Ok(v)) => v,
+        other => {
+            let why = match other {
+                Some(Err(e)) => format!("bad report JSON: {e}"),
+                _ if !errors.is_empty() => errors.join("; "),
+                _ => "the guest printed no consumer report".into(),
+            };
+            return Results {
+                cases: vec![case("report", false, Some(why))],
+                table: Vec::new(),
+                report: None,
+            };
+        }
+    };
+    let mut cases = vec![case("report", true, None)];
+    let (messages, lost, dup) = (num(&r, "messages"), num(&r, "lost"), num(&r, "duplicated"));
+    cases.push(case(
+        "messages delivered",
+        messages > 0 && num(&r, "delivered") == messages,
+        Some(format!("{} of {messages} delivered", num(&r, "delivered"))),
+    ));
+    cases.push(case(
+        "no message lost",
+        lost == 0,
+        Some(format!("{lost} lost")),
+    ));
+    cases.push(case(
+        "no duplicate",
+        dup == 0,
+        Some(format!("{dup} duplicated")),
+    ));
+    let total = num(&r, "connections");
+    for s in r["snapshots"].as_array().into_iter().flatten() {
+        let label = s["label"].as_str().unwrap_or("?");
+        let p = spread_problem(s, total);
+        cases.push(case(
+            &format!("connections even among healthy ports ({label})"),
+            p.is_none(),
+            p,
+        ));
+    }
+    let mut table = vec![format!(
+        "{:<10} {:>8} {:>14} {:>16} {:>12}  {}",
+        "event", "at (s)", "addr move ms", "ADDR_CHANGE ms", "traffic ms", "streams"
+    )];
+    let timings = r["timings"].as_array().cloned().unwrap_or_default();
+    if timings.is_empty() {
+        cases.push(case(
+            "faults timed",
+            false,
+            Some("no fault in the report".into()),
+        ));
+    }
+    for t in &timings {
+        let name = t["name"].as_str().unwrap_or("?");
+        let missing: Vec<&str> = ["addr_move_ms", "addr_change_ms", "traffic_ms"]
+            .into_iter()
+            .filter(|k| t[*k].as_f64().is_none())
+            .collect();
+        cases.push(case(
+            &format!("{name}: address moved, ADDR_CHANGE, traffic again"),
+            missing.is_empty(),
+            Some(format!("never saw {}", missing.join(", "))),
+        ));
+        table.push(format!(
+            "{:<10} {:>8.3} {:>14} {:>16} {:>12}  {}",
+            name,
+            t["at"].as_f64().unwrap_or(0.0),
+            ms(t, "addr_move_ms"),
+            ms(t, "addr_change_ms"),
+            ms(t, "traffic_ms"),
+            t["disrupted"]
+        ));
+    }
+    table.push(format!(
+        "messages {messages}, delivered {}, lost {lost}, duplicated {dup}, resent {} (dropped as resent {}), reconnects {}",
+        num(&r, "delivered"),
+        num(&r, "resent"),
+        num(&r, "resent_dups_dropped"),
+        num(&r, "reconnects")
+    ));
+    for s in r["snapshots"].as_array().into_iter().flatten() {
+        let ports: Vec<String> = s["ports"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(n, p)| {
+                let h = if p["healthy"] == Value::Bool(true) {
+                    ""
+                } else {
+                    " (down)"
+                };
+                format!("{n}={}{h}", p["connections"])
+            })
+            .collect();
+        table.push(format!(
+            "connections {:<16} {}",
+            s["label"].as_str().unwrap_or("?"),
+            ports.join(" ")
+        ));
+    }
+    Results {
+        cases,
+        table,
+        report: Some(r),
+    }
+}
+
+/// Saves the report as target/consumer-report.json (for Documentation plots).
+pub fn save(project: &Project, report: &Value) -> Result<PathBuf> {
+    let path = project.target_dir().join("consumer-report.json");
+    let text = serde_json::to_string_pretty(report)?;
+    write_atomic(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT_JSON: &str = r#"{"connections":4,"messages":100,"delivered":100,"lost":0,
+        "duplicated":0,"resent":3,"resent_dups_dropped":1,"reconnects":4,
+        "snapshots":[
+          {"label":"before failover","ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":2}}},
+          {"label":"before failback","ports":{"a0":{"healthy":false,"connections":0},"a1":{"healthy":true,"connections":4}}},
+          {"label":"end","ports":{"a0":{"healthy":true,"connections":1},"a1":{"healthy":true,"connections":3}}}],
+        "timings":[{"name":"failover","at":3.0,"addr_move_ms":1.5,"addr_change_ms":2.5,"traffic_ms":80.0,"disrupted":[0,2]},
+                   {"name":"failback","at":8.0,"addr_move_ms":510.0,"addr_change_ms":null,"traffic_ms":null,"disrupted":[]}]}"#;
+
+    fn lines(text: &str) -> Vec<(f64, String)> {
+        text.lines().map(|l| (0.0, l.to_string())).collect()
+    }
+
+    #[test]
+    fn report_becomes_cases() {
+        let one_line: String = REPORT_JSON.split_whitespace().collect();
+        let r = parse(&lines(&format!("rbc-client: x\n{REPORT}{one_line}\n")));
+        let failed: Vec<&str> = r
+            .cases
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "consumer: connections even among healthy ports (end)",
+                "consumer: failback: address moved, ADDR_CHANGE, traffic again"
+            ]
+        );
+        assert_eq!(r.cases.len(), 9);
+        assert!(r.table[1].contains("failover"), "{:?}", r.table);
+        assert!(r.table[2].contains("never"));
+        assert!(r.table.iter().any(|l| l.contains("a0=0 (down) a1=4")));
+    }
+
+    #[test]
+    fn missing_report_fails_with_the_reason() {
+        let r = parse(&lines("rbc-error: cannot create rb0\n"));
+        assert_eq!(r.cases.len(), 1);
+        assert_eq!(r.cases[0].outcome, Outcome::Fail);
+        assert_eq!(r.cases[0].directive.as_deref(), Some("cannot create rb0"));
+        let r = parse(&lines("rbc-report: {nope\n"));
+        assert!(r.cases[0]
+            .directive
+            .as_deref()
+            .unwrap()
+            .contains("bad report JSON"));
+    }
+
+    #[test]
+    fn spread_rules() {
+        let v: Value = serde_json::from_str(
+            r#"{"ports":{"a0":{"healthy":false,"connections":1},"a1":{"healthy":true,"connections":3}}}"#,
+        )
+        .unwrap();
+        assert!(spread_problem(&v, 4).unwrap().contains("unhealthy"));
+        let v: Value = serde_json::from_str(
+            r#"{"ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(spread_problem(&v, 3), None);
+        assert!(spread_problem(&v, 4).unwrap().contains("3 of 4"));
+    }
+
+    #[test]
+    fn filter_selects_the_consumer() {
+        assert!(wanted(None));
+        assert!(wanted(Some("consum")));
+        assert!(!wanted(Some("failover.sh")));
+    }
+}
