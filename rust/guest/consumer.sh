@@ -44,14 +44,13 @@ ip netns exec "$NS_A" "$rbc" ports rb0 | sed 's/^/rbc-ports: /'
 topo_bg "$TOPO_TMPDIR/server.log" ip netns exec "$NS_B" "$rbc" server \
 	"${IP4_B[@]}"
 server=$TOPO_BG_PID
-for dev in "${RXE_B[@]}"; do
-	topo_wait 10 topo_cm_listening "$NS_B" "$dev" "${IP4_B[0]}" 18515 ||
-		topo_wait 10 topo_cm_listening "$NS_B" "$dev" "${IP4_B[1]}" 18515
-done
-kill -0 "$server" 2>/dev/null || {
+for i in "${!RXE_B[@]}"; do
+	topo_wait 20 topo_cm_listening "$NS_B" "${RXE_B[i]}" "${IP4_B[i]}" \
+		18515 && continue
 	sed 's/^/rbc-server: /' "$TOPO_TMPDIR/server.log"
-	fail "the server did not start"
-}
+	kill -0 "$server" 2>/dev/null || fail "the server did not start"
+	fail "the server does not listen on ${IP4_B[i]}"
+done
 
 rc=0
 ip netns exec "$NS_A" "$rbc" client --group rb0 -k "$k" \
