@@ -13,6 +13,12 @@ pub struct CiArgs {
     /// Skip the QEMU tests (host checks and unit tests only).
     #[arg(long)]
     pub no_qemu: bool,
+    /// Skip the upstream-readiness gate (`cargo xtask check`).
+    #[arg(long)]
+    pub no_check: bool,
+    /// Run the gate without its builds (`cargo xtask check --fast`).
+    #[arg(long)]
+    pub check_fast: bool,
 }
 
 /// Parses `test result: ok. 12 passed; 0 failed; 1 ignored; ...` lines of cargo test.
@@ -86,6 +92,24 @@ impl CiArgs {
                 Err(e) => {
                     eprintln!("ci: test-qemu could not run: {e:#}");
                     step("cargo xtask test-qemu", false, &mut total);
+                }
+            }
+        }
+        if !self.no_check {
+            let gate = crate::check::CheckArgs {
+                patch: None,
+                fast: self.check_fast,
+                range: None,
+                no_cache: false,
+            };
+            let ok = crate::kernel::fetch(sh, project, None)
+                .and_then(|()| crate::apply::apply(sh, project, false))
+                .and_then(|_| gate.gate(sh, project));
+            match ok {
+                Ok(failed) => step("cargo xtask check", failed == 0, &mut total),
+                Err(e) => {
+                    eprintln!("ci: check could not run: {e:#}");
+                    step("cargo xtask check", false, &mut total);
                 }
             }
         }

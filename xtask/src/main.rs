@@ -3,6 +3,7 @@
 
 mod apply;
 mod build;
+mod check;
 mod ci;
 mod config;
 mod deps;
@@ -11,6 +12,7 @@ mod kernel;
 mod ktap;
 mod pin;
 mod project;
+mod send;
 mod series;
 mod test_qemu;
 mod tree;
@@ -51,6 +53,10 @@ enum Cmd {
     TestQemu(test_qemu::TestQemuArgs),
     /// Boot the last build in QEMU and run one command in the guest.
     Vm(vm_cmd::VmArgs),
+    /// The upstream-readiness gate: checks every patch and the series (NIPA style).
+    Check(check::CheckArgs),
+    /// Write target/series/vN/ for git send-email (sends nothing unless --send).
+    Send(send::SendArgs),
     /// Everything CI runs: fmt, clippy, unit tests, test-qemu.
     Ci(ci::CiArgs),
 }
@@ -77,6 +83,8 @@ fn run() -> Result<()> {
         Cmd::Build(a) => a.run(&sh, &project),
         Cmd::TestQemu(a) => a.run(&sh, &project),
         Cmd::Vm(a) => a.run(&sh, &project),
+        Cmd::Check(a) => a.run(&sh, &project),
+        Cmd::Send(a) => a.run(&sh, &project),
         Cmd::Ci(a) => a.run(&sh, &project),
     }
 }

@@ -1,0 +1,449 @@
+//! The build checks: an incremental W=1 build of the test config (the series' driver
+//! as a module, so modpost checks its symbols) in a build directory of its own, with
+//! ccache and under /tmp/kbuild.lock; sparse (C=2) on the touched C files; and for the
+//! series, `make headers` and the selftests build. Warnings are compared with every
+//! warning seen before the patch (the base build and earlier patches), so only new
+//! ones count.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use super::series::SeriesCtx;
+use super::{checkout, rel_path, Ctx, Outcome, Status};
+use crate::build::SERIES_OPTIONS;
+use crate::config;
+use crate::project::Project;
+use crate::util::jobs;
+
+/// A compiler, linker or modpost diagnostic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub file: String,
+    pub line: Option<usize>,
+    /// `warning`, `error`, `fatal error`.
+    pub level: String,
+    pub message: String,
+}
+
+impl Diag {
+    /// What compares across patches: no line number.
+    pub fn key(&self) -> String {
+        format!("{}: {}: {}", self.file, self.level, self.message)
+    }
+
+    pub fn place(&self) -> String {
+        match self.line {
+            Some(l) => format!("{}:{l}", self.file),
+            None => self.file.clone(),
+        }
+    }
+}
+
+/// Parses gcc/sparse/modpost/ld diagnostics from a build log.
+pub fn parse_diags(log: &str, wt: &Path) -> Vec<Diag> {
+    let cc =
+        regex::Regex::new(r"^(\S+?):(\d+):(?:\d+:)? (warning|error|fatal error): (.*)$").unwrap();
+    let modpost = regex::Regex::new(r"^(WARNING|ERROR): modpost: (.*)$").unwrap();
+    let ld = regex::Regex::new(r"^(?:ld|x86_64-linux-gnu-ld)(?:\.bfd)?: (.*)$").unwrap();
+    let mut out = Vec::new();
+    for line in log.lines() {
+        if let Some(c) = cc.captures(line) {
+            out.push(Diag {
+                file: rel_path(&c[1], wt),
+                line: c[2].parse().ok(),
+                level: c[3].to_string(),
+                message: c[4].to_string(),
+            });
+        } else if let Some(c) = modpost.captures(line) {
+            out.push(Diag {
+                file: "modpost".into(),
+                line: None,
+                level: c[1].to_lowercase(),
+                message: c[2].to_string(),
+            });
+        } else if let Some(c) = ld.captures(line) {
+            out.push(Diag {
+                file: "ld".into(),
+                line: None,
+                level: "error".into(),
+                message: c[1].to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// The check build directory and its baseline.
+pub struct Builder {
+    project: Project,
+    wt: PathBuf,
+    dir: PathBuf,
+    fragment: PathBuf,
+    /// Warning keys of the base build.
+    base_keys: BTreeSet<String>,
+    /// Why sparse cannot run, when it cannot.
+    sparse_skip: Option<String>,
+}
+
+/// Runs `make` in the worktree under the machine-wide build lock; returns
+/// (success, combined output).
+fn make(
+    project: &Project,
+    wt: &Path,
+    dir: &Path,
+    args: &[&str],
+    log: &Path,
+) -> Result<(bool, String)> {
+    let cache = project.cache_dir()?;
+    let logf =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let status = Command::new("flock")
+        .arg("/tmp/kbuild.lock")
+        .arg("make")
+        .arg("-C")
+        .arg(wt)
+        .arg(format!("O={}", dir.display()))
+        .arg("CC=ccache gcc")
+        .arg(format!("-j{}", jobs()))
+        .args(args)
+        .env("CCACHE_DIR", cache.join("ccache"))
+        .env("CCACHE_BASEDIR", &project.root)
+        .env("CCACHE_NOHASHDIR", "true")
+        .env("CCACHE_MAXSIZE", "10G")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone()?)
+        .stderr(logf)
+        .status()
+        .context("cannot run flock make (is util-linux installed?)")?;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    Ok((status.success(), text))
+}
+
+impl Builder {
+    /// Prepares target/check/kbuild: the config fragment and the base build's warnings
+    /// (built once per base, from scratch so every warning is seen).
+    pub fn new(sh: &Shell, project: &Project, wt: &Path, base: &str) -> Result<Builder> {
+        let dir = project.target_dir().join("check/kbuild");
+        std::fs::create_dir_all(&dir)?;
+        let fragment = dir.join("xtask.fragment");
+        let text = fragment_text(sh, project)?;
+        if std::fs::read_to_string(&fragment).ok().as_deref() != Some(text.as_str()) {
+            crate::util::write_atomic(&fragment, text.as_bytes())?;
+        }
+        let mut b = Builder {
+            project: project.clone(),
+            wt: wt.to_path_buf(),
+            dir,
+            fragment,
+            base_keys: BTreeSet::new(),
+            sparse_skip: None,
+        };
+        let base_log = b.dir.join(format!("base-{base}.log"));
+        if !base_log.is_file() {
+            eprintln!(
+                "check: building the base with W=1 once (baseline warnings; log {})",
+                base_log.display()
+            );
+            checkout(sh, wt, base)?;
+            // Every object must be compiled to see every warning: start clean
+            // (ccache makes this cheap after the first time).
+            for e in std::fs::read_dir(&b.dir)? {
+                let p = e?.path();
+                if p != b.fragment {
+                    let _ = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                }
+            }
+            b.configure()?;
+            let tmp = b.dir.join("base.tmp.log");
+            let (ok, text) = make(project, wt, &b.dir, &["W=1", "all"], &tmp)?;
+            if !ok {
+                anyhow::bail!(
+                    "the base {base} does not build with the check config: see {}",
+                    tmp.display()
+                );
+            }
+            std::fs::write(&base_log, text)?;
+        }
+        let text = std::fs::read_to_string(&base_log)?;
+        b.base_keys = parse_diags(&text, wt).iter().map(Diag::key).collect();
+        b.sparse_skip = sparse_usable(sh);
+        Ok(b)
+    }
+
+    fn configure(&self) -> Result<()> {
+        let alloc = format!("KCONFIG_ALLCONFIG={}", self.fragment.display());
+        let log = self.dir.join("config.log");
+        let (ok, text) = make(
+            &self.project,
+            &self.wt,
+            &self.dir,
+            &[&alloc, "allnoconfig"],
+            &log,
+        )?;
+        if !ok {
+            anyhow::bail!(
+                "allnoconfig failed in {}:\n{}",
+                self.dir.display(),
+                crate::build::first_errors(&text, 15)
+            );
+        }
+        Ok(())
+    }
+
+    /// Builds the worktree as checked out (the patch applied); fails on errors and on
+    /// warnings not seen before. Returns the outcome and every warning key.
+    pub fn build_patch(&mut self, ctx: &Ctx, known: &[String]) -> Result<(Outcome, Vec<String>)> {
+        self.configure()?;
+        let log = self.dir.join(format!("patch-{}.log", ctx.index));
+        let (ok, text) = make(&self.project, &self.wt, &self.dir, &["W=1", "all"], &log)?;
+        let diags = parse_diags(&text, &self.wt);
+        let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
+        let mut o = Outcome::new("build", Status::Pass);
+        let mut seen = BTreeSet::new();
+        for d in &diags {
+            let k = d.key();
+            let is_new = !self.base_keys.contains(&k) && !known.contains(k.as_str());
+            if (d.level.contains("error") || is_new) && seen.insert(k) {
+                o.status = Status::Fail;
+                o.details.push(format!(
+                    "{}: {}: {}: {}",
+                    ctx.name(),
+                    d.place(),
+                    d.level,
+                    d.message
+                ));
+            }
+        }
+        if !ok && o.status != Status::Fail {
+            o.status = Status::Fail;
+            o.details.push(format!(
+                "{}: make W=1 failed:\n{}",
+                ctx.name(),
+                crate::build::first_errors(&text, 15)
+            ));
+        }
+        if !ok {
+            o.details.push(format!("log: {}", log.display()));
+        }
+        let keys = diags
+            .iter()
+            .filter(|d| !d.level.contains("error"))
+            .map(Diag::key)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok((o, keys))
+    }
+
+    /// Touched C files that this config compiles.
+    fn sparse_targets(&self, ctx: &Ctx) -> Vec<String> {
+        ctx.touched(&[".c"])
+            .into_iter()
+            .filter(|f| ctx.wt.join(f).is_file())
+            .map(|f| format!("{}.o", f.trim_end_matches(".c")))
+            .filter(|o| {
+                self.dir.join(o).is_file() || self.dir.join(Path::new(o).parent().unwrap()).is_dir()
+            })
+            .collect()
+    }
+
+    /// sparse findings on the touched C files as they are now.
+    pub fn sparse(&self, ctx: &Ctx) -> Result<Vec<String>> {
+        if self.sparse_skip.is_some() {
+            return Ok(Vec::new());
+        }
+        let targets = self.sparse_targets(ctx);
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.configure()?;
+        let mut args = vec!["C=2", "-j1"];
+        args.extend(targets.iter().map(String::as_str));
+        let log = self.dir.join("sparse.log");
+        let (_, text) = make(&self.project, &self.wt, &self.dir, &args, &log)?;
+        Ok(sparse_lines(&text, &self.wt))
+    }
+
+    /// New sparse findings after the patch.
+    pub fn sparse_delta(&self, ctx: &Ctx, before: Vec<String>) -> Result<Outcome> {
+        if let Some(why) = &self.sparse_skip {
+            return Ok(Outcome::skip("sparse", why.clone()));
+        }
+        if self.sparse_targets(ctx).is_empty() {
+            return Ok(Outcome::new("sparse", Status::NotApplicable));
+        }
+        let after = self.sparse(ctx)?;
+        let new = super::kdoc::new_findings(&before, &after)
+            .into_iter()
+            .map(|l| format!("{}: {l}", ctx.name()))
+            .collect();
+        Ok(Outcome::from_findings("sparse", Status::Fail, new))
+    }
+
+    /// Series: `make headers` and the selftests the series adds build.
+    pub fn series_builds(&mut self, ctx: &SeriesCtx) -> Result<Vec<Outcome>> {
+        self.configure()?;
+        let log = self.dir.join("headers.log");
+        let (ok, text) = make(&self.project, &self.wt, &self.dir, &["headers"], &log)?;
+        let headers = if ok {
+            Outcome::new("headers", Status::Pass)
+        } else {
+            Outcome::from_findings(
+                "headers",
+                Status::Fail,
+                vec![format!(
+                    "make headers failed:\n{}",
+                    crate::build::first_errors(&text, 15)
+                )],
+            )
+        };
+        let targets = super::series::selftest_dirs(ctx)?;
+        let selftests = if targets.is_empty() {
+            Outcome::new("selftests", Status::NotApplicable)
+        } else {
+            let t = format!("TARGETS={}", targets.join(" "));
+            let log = self.dir.join("selftests.log");
+            let (ok, text) = make(
+                &self.project,
+                &self.wt,
+                &self.dir,
+                &[&t, "kselftest-all"],
+                &log,
+            )?;
+            if ok {
+                Outcome::new("selftests", Status::Pass)
+            } else {
+                Outcome::from_findings(
+                    "selftests",
+                    Status::Fail,
+                    vec![format!(
+                        "make {t} kselftest-all failed:\n{}",
+                        crate::build::first_errors(&text, 15)
+                    )],
+                )
+            }
+        };
+        Ok(vec![headers, selftests])
+    }
+}
+
+/// The sparse lines of a `make C=2 -j1` log: diagnostics after a `CHECK` line.
+pub fn sparse_lines(log: &str, wt: &Path) -> Vec<String> {
+    let mut in_check = false;
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let t = line.trim_start();
+        if t.starts_with("CHECK ") {
+            in_check = true;
+            continue;
+        }
+        if t.starts_with("CC ") || t.starts_with("LD ") || t.starts_with("AR ") {
+            in_check = false;
+            continue;
+        }
+        if in_check {
+            if let Some(d) = parse_diags(line, wt).into_iter().next() {
+                out.push(format!("{}: {}: {}", d.place(), d.level, d.message));
+            }
+        }
+    }
+    out
+}
+
+/// None when sparse is installed and new enough for this kernel; the reason otherwise.
+fn sparse_usable(sh: &Shell) -> Option<String> {
+    let Ok(version) = cmd!(sh, "sparse --version").quiet().ignore_status().read() else {
+        return Some("sparse is not installed (apt-get install sparse)".into());
+    };
+    let v = version.trim().to_string();
+    if v.is_empty() {
+        return Some("sparse is not installed (apt-get install sparse)".into());
+    }
+    None
+}
+
+/// allnoconfig fragment of the check build: ci/*.config without Rust (the check
+/// build has no Rust; test-qemu builds it), the series' selftest configs, and the
+/// series' own drivers as modules.
+fn fragment_text(sh: &Shell, project: &Project) -> Result<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "config"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "rust.config"))
+        .collect();
+    files.sort();
+    let mut frags = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f)?;
+        frags.push(config::parse_fragment(&text, &f.display().to_string())?);
+    }
+    let added = crate::tree::added_files(sh, project).unwrap_or_default();
+    for t in crate::build::selftest_targets(&added) {
+        let f = project
+            .tree
+            .join("tools/testing/selftests")
+            .join(&t)
+            .join("config");
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            frags.push(config::parse_fragment(&text, &f.display().to_string())?);
+        }
+    }
+    frags.push(
+        SERIES_OPTIONS
+            .iter()
+            .map(|o| config::Want {
+                name: o.to_string(),
+                value: "m".into(),
+                origin: "check".into(),
+            })
+            .collect(),
+    );
+    Ok(config::render(&config::merge(&frags)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostics() {
+        let wt = Path::new("/w/check/linux");
+        let log = "  CC [M]  drivers/x/a.o\n\
+/w/check/linux/drivers/x/a.c:12:5: warning: no previous prototype for 'f' [-Wmissing-prototypes]\n\
+../drivers/x/b.c:3:1: error: expected ';' before '}' token\n\
+ERROR: modpost: \"inet_addr_move\" [drivers/x/x.ko] undefined!\n\
+ld: vmlinux.o: in function `f': undefined reference to `g'\n\
+make[2]: *** [x] Error 1\n";
+        let d = parse_diags(log, wt);
+        assert_eq!(d.len(), 4);
+        assert_eq!(d[0].file, "drivers/x/a.c");
+        assert_eq!(d[0].place(), "drivers/x/a.c:12");
+        assert_eq!(
+            d[0].key(),
+            "drivers/x/a.c: warning: no previous prototype for 'f' [-Wmissing-prototypes]"
+        );
+        assert_eq!(d[1].level, "error");
+        assert_eq!(d[2].file, "modpost");
+        assert_eq!(d[2].level, "error");
+        assert_eq!(d[3].file, "ld");
+    }
+
+    #[test]
+    fn sparse_output() {
+        let wt = Path::new("/w");
+        let log = "  CC      net/a.o\nnet/a.c:1:1: warning: gcc one\n  CHECK   net/a.c\n\
+                   net/a.c:5:9: warning: incorrect type in assignment\n  CC      net/b.o\n";
+        assert_eq!(
+            sparse_lines(log, wt),
+            vec!["net/a.c:5: warning: incorrect type in assignment"]
+        );
+    }
+}

@@ -1,0 +1,552 @@
+//! `cargo xtask check`: the upstream-readiness gate. Every patch of the series is
+//! checked in order, in a worktree of its own under target/check/, against the state
+//! before it (as the netdev CI does), so warnings the base kernel already has do not
+//! count; then the series as a whole. Results are cached per `git patch-id --stable`.
+
+mod build;
+mod checkpatch;
+mod diff;
+mod kdoc;
+mod series;
+mod style;
+mod table;
+mod uapi;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::project::{Project, WORK_BRANCH};
+use crate::tree;
+use crate::util::fmt_duration;
+
+pub use diff::FileDiff;
+pub use series::placeholders;
+
+/// Bump when a check changes, so cached results are recomputed.
+const CACHE_VERSION: u32 = 3;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Check only patch N (1-based) of the range; earlier results come from the cache.
+    #[arg(long)]
+    pub patch: Option<usize>,
+    /// Skip the builds (W=1/C=1, module, headers, selftests).
+    #[arg(long)]
+    pub fast: bool,
+    /// Check this commit range of the kernel tree instead of the series
+    /// (e.g. `base-7.3.4..my-branch`).
+    #[arg(long)]
+    pub range: Option<String>,
+    /// Recheck every patch, ignoring target/check-cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Nothing to check in this patch.
+    NotApplicable,
+    Pass,
+    /// Could not run here; the reason is in the details.
+    Skip,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::NotApplicable => "-",
+            Status::Pass => "ok",
+            Status::Skip => "skip",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "-" => Status::NotApplicable,
+            "ok" => Status::Pass,
+            "skip" => Status::Skip,
+            "WARN" => Status::Warn,
+            "FAIL" => Status::Fail,
+            _ => return None,
+        })
+    }
+}
+
+/// The result of one check on one patch (or on the series).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Short column name.
+    pub check: String,
+    pub status: Status,
+    /// One line per finding: `file:line: message`, or the reason of a skip.
+    pub details: Vec<String>,
+}
+
+impl Outcome {
+    pub fn new(check: &str, status: Status) -> Outcome {
+        Outcome {
+            check: check.to_string(),
+            status,
+            details: Vec::new(),
+        }
+    }
+
+    pub fn skip(check: &str, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            check: check.to_string(),
+            status: Status::Skip,
+            details: vec![format!("skip: {}", reason.into())],
+        }
+    }
+
+    /// Pass when there are no findings, `bad` otherwise.
+    pub fn from_findings(check: &str, bad: Status, details: Vec<String>) -> Outcome {
+        Outcome {
+            check: check.to_string(),
+            status: if details.is_empty() {
+                Status::Pass
+            } else {
+                bad
+            },
+            details,
+        }
+    }
+}
+
+/// One patch of the range and what the checks found.
+#[derive(Debug, Clone)]
+pub struct PatchReport {
+    /// 1-based position in the range.
+    pub index: usize,
+    pub commit: String,
+    pub subject: String,
+    pub cached: bool,
+    pub outcomes: Vec<Outcome>,
+    /// Every build warning seen at this patch (`file: message` keys), so later
+    /// patches do not count them as new.
+    pub build_keys: Vec<String>,
+}
+
+/// A commit of the range.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub id: String,
+    pub parent: String,
+    pub subject: String,
+}
+
+/// Everything the checks of one patch need.
+pub struct Ctx<'a> {
+    pub sh: &'a Shell,
+    pub project: &'a Project,
+    /// The worktree the checks run in.
+    pub wt: PathBuf,
+    pub index: usize,
+    pub commit: &'a Commit,
+    /// Files the patch touches, with their added lines.
+    pub files: Vec<FileDiff>,
+}
+
+impl Ctx<'_> {
+    /// `patch N` for messages.
+    pub fn name(&self) -> String {
+        format!("patch {}", self.index)
+    }
+
+    /// Paths touched (added or modified, not deleted) ending in one of `exts`.
+    pub fn touched(&self, exts: &[&str]) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|f| !f.deleted && exts.iter().any(|e| f.path.ends_with(e)))
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    /// Checks the worktree out at `rev` (the worktree is ours alone).
+    pub fn checkout(&self, rev: &str) -> Result<()> {
+        checkout(self.sh, &self.wt, rev)
+    }
+}
+
+/// The worktree under target/ that checks (and send) use, created when missing.
+/// It shares the kernel repository but never touches the work branch's checkout.
+pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
+    let wt = project.target_dir().join(name).join("linux");
+    if wt.join(".git").exists() {
+        return Ok(wt);
+    }
+    std::fs::create_dir_all(wt.parent().unwrap())?;
+    let base = tree::base(sh, project)?;
+    let _d = sh.push_dir(&project.tree);
+    cmd!(sh, "git worktree prune").quiet().run()?;
+    cmd!(sh, "git worktree add --detach {wt} {base}")
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot create the worktree {}", wt.display()))?;
+    Ok(wt)
+}
+
+/// Forces the worktree to `rev`, detached.
+pub fn checkout(sh: &Shell, wt: &Path, rev: &str) -> Result<()> {
+    let _d = sh.push_dir(wt);
+    cmd!(
+        sh,
+        "git -c advice.detachedHead=false checkout --quiet --force --detach {rev}"
+    )
+    .quiet()
+    .run()
+    .with_context(|| format!("cannot check out {rev} in {}", wt.display()))?;
+    Ok(())
+}
+
+/// The commits of `range` (oldest first) in the kernel repository.
+pub fn commits(sh: &Shell, project: &Project, range: &str) -> Result<Vec<Commit>> {
+    let _d = sh.push_dir(&project.tree);
+    let out = cmd!(
+        sh,
+        "git log --reverse --no-merges --format=%H%x09%P%x09%s {range}"
+    )
+    .quiet()
+    .read()
+    .with_context(|| format!("cannot list the commits of {range}"))?;
+    parse_log(&out)
+}
+
+/// Parses `%H\t%P\t%s` lines.
+pub fn parse_log(out: &str) -> Result<Vec<Commit>> {
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut it = l.splitn(3, '\t');
+            let id = it.next().unwrap_or_default().to_string();
+            let parent = it
+                .next()
+                .and_then(|p| p.split_whitespace().next())
+                .with_context(|| format!("commit {id} has no parent"))?
+                .to_string();
+            let subject = it.next().unwrap_or_default().to_string();
+            Ok(Commit {
+                id,
+                parent,
+                subject,
+            })
+        })
+        .collect()
+}
+
+/// `git patch-id --stable` of a commit, plus an id of its message and author.
+pub fn patch_id(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
+    let _d = sh.push_dir(&project.tree);
+    let show = cmd!(sh, "git show --no-color {commit}").quiet().read()?;
+    let id = cmd!(sh, "git patch-id --stable")
+        .stdin(&show)
+        .quiet()
+        .read()?;
+    Ok(id.split_whitespace().next().unwrap_or(commit).to_string())
+}
+
+impl CheckArgs {
+    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+        let failed = self.gate(sh, project)?;
+        if failed > 0 {
+            bail!("check: {failed} check(s) failed; the details are above");
+        }
+        Ok(())
+    }
+
+    /// Runs the gate, prints the table, returns the number of failed cells.
+    pub fn gate(&self, sh: &Shell, project: &Project) -> Result<usize> {
+        let start = Instant::now();
+        let base = tree::base(sh, project)?;
+        let is_series = self.range.is_none();
+        let range = match &self.range {
+            Some(r) => r.clone(),
+            None => {
+                let tip = tree::work_tip(sh, project)?.with_context(|| {
+                    format!("no branch {WORK_BRANCH} yet: run `cargo xtask apply`")
+                })?;
+                format!("{base}..{tip}")
+            }
+        };
+        let list = commits(sh, project, &range)?;
+        if list.is_empty() {
+            bail!("the range {range} has no commits");
+        }
+        if let Some(n) = self.patch {
+            if n == 0 || n > list.len() {
+                bail!("--patch {n}: the range has {} patches", list.len());
+            }
+        }
+        let wt = worktree(sh, project, "check")?;
+        let cache = project.target_dir().join("check-cache");
+        std::fs::create_dir_all(&cache)?;
+        let mode = if self.fast { "fast" } else { "full" };
+        let mut builder = if self.fast {
+            None
+        } else {
+            Some(build::Builder::new(sh, project, &wt, &list[0].parent)?)
+        };
+        let mut reports = Vec::new();
+        let mut known: Vec<String> = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            let index = i + 1;
+            let pid = patch_id(sh, project, &c.id)?;
+            let cache_file = cache.join(format!("{pid}-{mode}-v{CACHE_VERSION}.txt"));
+            let wanted = match self.patch {
+                Some(n) => n == index,
+                None => true,
+            };
+            let cached = if self.no_cache && wanted {
+                None
+            } else {
+                std::fs::read_to_string(&cache_file)
+                    .ok()
+                    .and_then(|t| parse_cache(&t))
+            };
+            let report = match cached {
+                Some((outcomes, keys)) => PatchReport {
+                    index,
+                    commit: c.id.clone(),
+                    subject: c.subject.clone(),
+                    cached: true,
+                    outcomes,
+                    build_keys: keys,
+                },
+                None if !wanted => PatchReport {
+                    index,
+                    commit: c.id.clone(),
+                    subject: c.subject.clone(),
+                    cached: false,
+                    outcomes: vec![Outcome::skip("all", "not checked (--patch)")],
+                    build_keys: Vec::new(),
+                },
+                None => {
+                    let t = Instant::now();
+                    eprintln!("check: patch {index}/{}: {}", list.len(), c.subject);
+                    let (outcomes, keys) =
+                        check_patch(sh, project, &wt, index, c, builder.as_mut(), &known)?;
+                    eprintln!("check: patch {index} took {}", fmt_duration(t.elapsed()));
+                    crate::util::write_atomic(
+                        &cache_file,
+                        render_cache(&outcomes, &keys).as_bytes(),
+                    )?;
+                    PatchReport {
+                        index,
+                        commit: c.id.clone(),
+                        subject: c.subject.clone(),
+                        cached: false,
+                        outcomes,
+                        build_keys: keys,
+                    }
+                }
+            };
+            known.extend(report.build_keys.iter().cloned());
+            reports.push(report);
+        }
+        let series_outcomes = if self.patch.is_some() {
+            Vec::new()
+        } else {
+            eprintln!("check: the series as a whole");
+            let tip = &list.last().unwrap().id;
+            checkout(sh, &wt, tip)?;
+            let ctx = series::SeriesCtx {
+                sh,
+                project,
+                wt: &wt,
+                base: &list[0].parent,
+                tip,
+                commits: &list,
+                is_series,
+            };
+            let mut out = series::run(&ctx)?;
+            out.push(uapi::series_check(&ctx)?);
+            match builder.as_mut() {
+                Some(b) => out.extend(b.series_builds(&ctx)?),
+                None => out.push(Outcome::skip("headers+selftests", "--fast")),
+            }
+            out
+        };
+        let text = table::render(&reports, &series_outcomes);
+        println!("{text}");
+        let failed = reports
+            .iter()
+            .flat_map(|r| &r.outcomes)
+            .chain(&series_outcomes)
+            .filter(|o| o.status == Status::Fail)
+            .count();
+        println!(
+            "check: {} patches, {failed} failed check(s), took {}",
+            reports.len(),
+            fmt_duration(start.elapsed())
+        );
+        Ok(failed)
+    }
+}
+
+/// Runs every per-patch check of one commit.
+fn check_patch(
+    sh: &Shell,
+    project: &Project,
+    wt: &Path,
+    index: usize,
+    commit: &Commit,
+    builder: Option<&mut build::Builder>,
+    known: &[String],
+) -> Result<(Vec<Outcome>, Vec<String>)> {
+    let patch = {
+        let _d = sh.push_dir(&project.tree);
+        let id = &commit.id;
+        cmd!(
+            sh,
+            "git show --no-color --no-renames --format=%n --src-prefix=a/ --dst-prefix=b/ {id}"
+        )
+        .quiet()
+        .read()?
+    };
+    let files = diff::parse(&patch);
+    let ctx = Ctx {
+        sh,
+        project,
+        wt: wt.to_path_buf(),
+        index,
+        commit,
+        files,
+    };
+    // Before the patch: the baselines the "no new warnings" checks compare with.
+    ctx.checkout(&commit.parent)?;
+    let kdoc_before = kdoc::run_kdoc(&ctx)?;
+    let lint_before = style::lints(&ctx)?;
+    let sparse_before = match &builder {
+        Some(b) => Some(b.sparse(&ctx)?),
+        None => None,
+    };
+    let uapi_before = uapi::enums_at(&ctx)?;
+    // After it.
+    ctx.checkout(&commit.id)?;
+    let mut out = vec![checkpatch::run(&ctx)?];
+    let mut keys = Vec::new();
+    match builder {
+        Some(b) => {
+            let (o, k) = b.build_patch(&ctx, known)?;
+            out.push(o);
+            keys = k;
+            out.push(b.sparse_delta(&ctx, sparse_before.unwrap_or_default())?);
+        }
+        None => {
+            out.push(Outcome::skip("build", "--fast"));
+            out.push(Outcome::skip("sparse", "--fast"));
+        }
+    }
+    out.push(kdoc::delta(&ctx, &kdoc_before)?);
+    out.push(kdoc::exported(&ctx)?);
+    out.extend(style::run(&ctx));
+    out.push(style::signoff(&ctx)?);
+    out.extend(style::lints_delta(&ctx, &lint_before)?);
+    out.push(style::rust(&ctx)?);
+    out.push(uapi::append_only(&ctx, uapi_before)?);
+    Ok((out, keys))
+}
+
+/// Cache file: `check<TAB>status` lines, each followed by `<TAB>detail` lines;
+/// `key<TAB>...` lines carry the build warning keys.
+pub fn render_cache(outcomes: &[Outcome], keys: &[String]) -> String {
+    let mut s = String::new();
+    for o in outcomes {
+        s.push_str(&format!("{}\t{}\n", o.check, o.status.word()));
+        for d in &o.details {
+            s.push('\t');
+            s.push_str(&d.replace('\n', " "));
+            s.push('\n');
+        }
+    }
+    for k in keys {
+        s.push_str("key\t");
+        s.push_str(&k.replace('\n', " "));
+        s.push('\n');
+    }
+    s
+}
+
+/// Reads a cache file back; None when it is not one.
+pub fn parse_cache(text: &str) -> Option<(Vec<Outcome>, Vec<String>)> {
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut keys = Vec::new();
+    for line in text.lines() {
+        if let Some(d) = line.strip_prefix('\t') {
+            outcomes.last_mut()?.details.push(d.to_string());
+        } else if let Some(k) = line.strip_prefix("key\t") {
+            keys.push(k.to_string());
+        } else {
+            let (check, status) = line.split_once('\t')?;
+            outcomes.push(Outcome::new(check, Status::parse(status)?));
+        }
+    }
+    (!outcomes.is_empty()).then_some((outcomes, keys))
+}
+
+/// Strips a worktree or build-dir prefix from a path in a tool's output.
+pub fn rel_path(path: &str, wt: &Path) -> String {
+    let wt = wt.to_string_lossy();
+    let p = path.strip_prefix(wt.as_ref()).unwrap_or(path);
+    let p = p.trim_start_matches('/');
+    let mut p = p;
+    while let Some(rest) = p.strip_prefix("../") {
+        p = rest;
+    }
+    p.strip_prefix("linux/").unwrap_or(p).to_string()
+}
+
+/// Removes `:line:col` numbers after a path so findings compare across line shifts.
+pub fn without_lines(s: &str) -> String {
+    let re = regex::Regex::new(r":\d+(:\d+)?([:\s]|$)").unwrap();
+    re.replace_all(s, "$2").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip() {
+        let mut a = Outcome::new("checkpatch", Status::Warn);
+        a.details.push("x.c:3: WARNING: y".into());
+        let b = Outcome::skip("sparse", "too old");
+        let keys = vec!["a.c: warning: unused".to_string()];
+        let text = render_cache(&[a.clone(), b.clone()], &keys);
+        let (o, k) = parse_cache(&text).unwrap();
+        assert_eq!(o, vec![a, b]);
+        assert_eq!(k, keys);
+        assert!(parse_cache("").is_none());
+        assert!(parse_cache("x\tbogus\n").is_none());
+    }
+
+    #[test]
+    fn log_lines() {
+        let c = parse_log("aaa\tbbb ccc\tnet: x: do y\nddd\taaa\tsecond\n").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].parent, "bbb");
+        assert_eq!(c[0].subject, "net: x: do y");
+        assert!(parse_log("eee\t\troot\n").is_err());
+    }
+
+    #[test]
+    fn paths_and_line_numbers() {
+        let wt = Path::new("/t/check/linux");
+        assert_eq!(rel_path("/t/check/linux/net/a.c", wt), "net/a.c");
+        assert_eq!(rel_path("../linux/net/a.c", wt), "net/a.c");
+        assert_eq!(rel_path("net/a.c", wt), "net/a.c");
+        assert_eq!(
+            without_lines("net/a.c:12:5: warning: x [-Wy]"),
+            "net/a.c: warning: x [-Wy]"
+        );
+        assert_eq!(without_lines("a.sh:3:1: note"), "a.sh: note");
+    }
+}
