@@ -101,6 +101,7 @@ impl CiArgs {
                 fast: self.check_fast,
                 range: None,
                 no_cache: false,
+                workdir: "check".into(),
             };
             let ok = crate::kernel::fetch(sh, project, None)
                 .and_then(|()| crate::apply::apply(sh, project, false))

@@ -126,8 +126,14 @@ fn make(
 impl Builder {
     /// Prepares target/check/kbuild: the config fragment and the base build's warnings
     /// (built once per base, from scratch so every warning is seen).
-    pub fn new(sh: &Shell, project: &Project, wt: &Path, base: &str) -> Result<Builder> {
-        let dir = project.target_dir().join("check/kbuild");
+    pub fn new(
+        sh: &Shell,
+        project: &Project,
+        wt: &Path,
+        workdir: &str,
+        base: &str,
+    ) -> Result<Builder> {
+        let dir = project.target_dir().join(workdir).join("kbuild");
         std::fs::create_dir_all(&dir)?;
         let fragment = dir.join("xtask.fragment");
         let text = fragment_text(sh, project)?;

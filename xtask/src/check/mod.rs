@@ -43,6 +43,10 @@ pub struct CheckArgs {
     /// Recheck every patch, ignoring target/check-cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Directory under target/ for the worktree and build dir (two checks can run
+    /// side by side with different ones).
+    #[arg(long, default_value = "check")]
+    pub workdir: String,
 }
 
 /// Outcome of one check.
@@ -242,15 +246,42 @@ pub fn parse_log(out: &str) -> Result<Vec<Commit>> {
         .collect()
 }
 
-/// `git patch-id --stable` of a commit, plus an id of its message and author.
+/// The cache key of a commit: `git patch-id --stable`, plus an id of its message,
+/// author and changed lines, which the patch id ignores (it drops whitespace, and
+/// checkpatch and the sign-off check read the message).
 pub fn patch_id(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
     let _d = sh.push_dir(&project.tree);
-    let show = cmd!(sh, "git show --no-color {commit}").quiet().read()?;
+    let show = cmd!(
+        sh,
+        "git show --no-color --format=%an%x00%ae%x00%B%x00 {commit}"
+    )
+    .quiet()
+    .read()?;
     let id = cmd!(sh, "git patch-id --stable")
         .stdin(&show)
         .quiet()
         .read()?;
-    Ok(id.split_whitespace().next().unwrap_or(commit).to_string())
+    let id = id.split_whitespace().next().unwrap_or(commit).to_string();
+    let extra = exact_part(&show);
+    let extra = cmd!(sh, "git hash-object --stdin")
+        .stdin(&extra)
+        .quiet()
+        .read()?;
+    Ok(format!("{id}-{}", &extra[..extra.len().min(12)]))
+}
+
+/// The message and the changed lines of `git show` output, whitespace kept.
+pub fn exact_part(show: &str) -> String {
+    let (msg, diff) = show.rsplit_once('\0').unwrap_or(("", show));
+    let mut out = msg.to_string();
+    for l in diff
+        .lines()
+        .filter(|l| l.starts_with('+') || l.starts_with('-'))
+    {
+        out.push('\n');
+        out.push_str(l);
+    }
+    out
 }
 
 impl CheckArgs {
@@ -285,14 +316,20 @@ impl CheckArgs {
                 bail!("--patch {n}: the range has {} patches", list.len());
             }
         }
-        let wt = worktree(sh, project, "check")?;
+        let wt = worktree(sh, project, &self.workdir)?;
         let cache = project.target_dir().join("check-cache");
         std::fs::create_dir_all(&cache)?;
         let mode = if self.fast { "fast" } else { "full" };
         let mut builder = if self.fast {
             None
         } else {
-            Some(build::Builder::new(sh, project, &wt, &list[0].parent)?)
+            Some(build::Builder::new(
+                sh,
+                project,
+                &wt,
+                &self.workdir,
+                &list[0].parent,
+            )?)
         };
         let mut reports = Vec::new();
         let mut known: Vec<String> = Vec::new();
@@ -526,6 +563,20 @@ mod tests {
         assert_eq!(k, keys);
         assert!(parse_cache("").is_none());
         assert!(parse_cache("x\tbogus\n").is_none());
+    }
+
+    #[test]
+    fn exact_part_keeps_message_and_whitespace() {
+        let a = exact_part(
+            "A\0a@b\0subj\n\nSigned-off-by: A <a@b>\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x \n",
+        );
+        let b = exact_part("A\0a@b\0subj\n\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x \n");
+        let c =
+            exact_part("A\0a@b\0subj\n\nSigned-off-by: A <a@b>\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x\n");
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert!(a.ends_with("\n+x "));
+        assert!(!a.contains("ctx"));
     }
 
     #[test]
