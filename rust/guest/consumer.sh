@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs the rbc consumer across a scripted failover and failback, in the
-# SoftRoCE topology of the installed rdmabond selftests, and prints its JSON
-# report on one line prefixed "rbc-report: ".
+# SoftRoCE topology of the installed rdmabond selftests, over IPv4 and then
+# over IPv6, and prints each JSON report on one line prefixed "rbc-report: ".
 #
 # usage: consumer.sh SELFTEST_DIR RBC [K]
 #   SELFTEST_DIR  installed drivers/net/rdmabond selftests (holds lib.sh)
@@ -11,9 +11,9 @@
 #   K             connections (default 4)
 #
 # Host A gets group rb0 with ports a0 and a1 (failback delay 500 ms); the
-# server listens on b0 and b1 of host B. The client takes a0 down at 3 s and
-# up again at 8 s, generates messages for 12 s and then waits for every
-# message to be acknowledged.
+# server listens on b0 and b1 of host B. Each client run takes a0 down at
+# 3 s and up again at 8 s, generates messages for 12 s and then waits for
+# every message to be acknowledged.
 
 set -u
 
@@ -42,7 +42,7 @@ done
 ip netns exec "$NS_A" "$rbc" ports rb0 | sed 's/^/rbc-ports: /'
 
 topo_bg "$TOPO_TMPDIR/server.log" ip netns exec "$NS_B" "$rbc" server \
-	"${IP4_B[@]}"
+	"${IP4_B[@]}" "${IP6_B[@]}"
 server=$TOPO_BG_PID
 for i in "${!RXE_B[@]}"; do
 	topo_wait 20 topo_cm_listening "$NS_B" "${RXE_B[i]}" "${IP4_B[i]}" \
@@ -52,20 +52,41 @@ for i in "${!RXE_B[@]}"; do
 	fail "the server does not listen on ${IP4_B[i]}"
 done
 
-rc=0
-ip netns exec "$NS_A" "$rbc" client --group rb0 -k "$k" \
-	--duration 12s --drain 30s \
-	--fault "at=3s,cmd=ip link set ${PORTS_A[0]} down" \
-	--fault "at=8s,cmd=ip link set ${PORTS_A[0]} up" \
-	"${IP4_B[@]}" >"$TOPO_TMPDIR/report.json" \
-	2>"$TOPO_TMPDIR/client.log" || rc=$?
+# client FAMILY SERVER...: one run across a failover and a failback.
+client()
+{
+	local family=$1; shift
+	local out=$TOPO_TMPDIR/report-$family.json
+	local rc=0
 
-sed 's/^/rbc-client: /' "$TOPO_TMPDIR/client.log"
+	ip netns exec "$NS_A" "$rbc" client --group rb0 -k "$k" \
+		--duration 12s --drain 30s \
+		--fault "at=3s,cmd=ip link set ${PORTS_A[0]} down" \
+		--fault "at=8s,cmd=ip link set ${PORTS_A[0]} up" \
+		"$@" >"$out" 2>"$TOPO_TMPDIR/client.log" || rc=$?
+	sed "s/^/rbc-client-$family: /" "$TOPO_TMPDIR/client.log"
+	if [ -s "$out" ]; then
+		printf 'rbc-report: %s\n' "$(cat "$out")"
+	else
+		echo "rbc-error: $family: the client printed no report" \
+			"(exit status $rc)"
+	fi
+	# Let the failback of the previous run settle.
+	topo_wait 10 rdmabond_settled
+	return "$rc"
+}
+
+# True when no port of rb0 is down or waiting to fail back.
+# shellcheck disable=SC2317 # called through topo_wait
+rdmabond_settled()
+{
+	! ip netns exec "$NS_A" "$rbc" ports rb0 |
+		grep -qE '"state": "(down|failback-pending)"'
+}
+
+rc=0
+client ipv4 "${IP4_B[@]}" || rc=1
+client ipv6 "${IP6_B[@]}" || rc=1
 sed 's/^/rbc-server: /' "$TOPO_TMPDIR/server.log"
-if [ -s "$TOPO_TMPDIR/report.json" ]; then
-	printf 'rbc-report: %s\n' "$(cat "$TOPO_TMPDIR/report.json")"
-else
-	fail "the client printed no report (exit status $rc)"
-fi
 echo "rbc-exit: $rc"
 exit "$rc"

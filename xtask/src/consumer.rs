@@ -169,82 +169,75 @@ impl Results {
     }
 }
 
-/// Parses the guest output into cases and the timing table.
-pub fn parse(lines: &[(f64, String)]) -> Results {
-    let report_line = lines.iter().find_map(|(_, l)| l.strip_prefix(REPORT));
-    let errors: Vec<&str> = lines
-        .iter()
-        .filter_map(|(_, l)| l.strip_prefix(ERROR))
-        .collect();
-    let report = report_line.map(serde_json::from_str::<Value>);
-    let r = match report {
-        Some(Ok(v)) => v,
-        other => {
-            let why = match other {
-                Some(Err(e)) => format!("bad report JSON: {e}"),
-                _ if !errors.is_empty() => errors.join("; "),
-                _ => "the guest printed no consumer report".into(),
-            };
-            return Results {
-                cases: vec![case("report", false, Some(why))],
-                table: Vec::new(),
-                report: None,
-            };
-        }
-    };
-    let mut cases = vec![case("report", true, None)];
-    let (messages, lost, dup) = (num(&r, "messages"), num(&r, "lost"), num(&r, "duplicated"));
+/// The families the guest script runs, in order.
+pub const FAMILIES: &[&str] = &["ipv4", "ipv6"];
+
+fn table_header() -> String {
+    format!(
+        "{:<15} {:>8} {:>14} {:>16} {:>12}  {}",
+        "event", "at (s)", "addr move ms", "ADDR_CHANGE ms", "traffic ms", "streams"
+    )
+}
+
+/// Cases and table rows of one report.
+fn report_cases(
+    r: &Value,
+    cases: &mut Vec<Case>,
+    table: &mut Vec<String>,
+    summary: &mut Vec<String>,
+) {
+    let family = r["family"].as_str().unwrap_or("ipv4");
+    let name = |what: &str| format!("({family}) {what}");
+    let (messages, lost, dup) = (num(r, "messages"), num(r, "lost"), num(r, "duplicated"));
     cases.push(case(
-        "messages delivered",
-        messages > 0 && num(&r, "delivered") == messages,
-        Some(format!("{} of {messages} delivered", num(&r, "delivered"))),
+        &name("messages delivered"),
+        messages > 0 && num(r, "delivered") == messages,
+        Some(format!("{} of {messages} delivered", num(r, "delivered"))),
     ));
     cases.push(case(
-        "no message lost",
+        &name("no message lost"),
         lost == 0,
         Some(format!("{lost} lost")),
     ));
     cases.push(case(
-        "no duplicate",
+        &name("no duplicate"),
         dup == 0,
         Some(format!("{dup} duplicated")),
     ));
-    let total = num(&r, "connections");
+    let total = num(r, "connections");
     for s in r["snapshots"].as_array().into_iter().flatten() {
         let label = s["label"].as_str().unwrap_or("?");
         let p = spread_problem(s, total);
         cases.push(case(
-            &format!("connections even among healthy ports ({label})"),
+            &name(&format!("connections even among healthy ports ({label})")),
             p.is_none(),
             p,
         ));
     }
-    let mut table = vec![format!(
-        "{:<10} {:>8} {:>14} {:>16} {:>12}  {}",
-        "event", "at (s)", "addr move ms", "ADDR_CHANGE ms", "traffic ms", "streams"
-    )];
     let timings = r["timings"].as_array().cloned().unwrap_or_default();
     if timings.is_empty() {
         cases.push(case(
-            "faults timed",
+            &name("faults timed"),
             false,
             Some("no fault in the report".into()),
         ));
     }
     for t in &timings {
-        let name = t["name"].as_str().unwrap_or("?");
+        let event = t["name"].as_str().unwrap_or("?");
         let missing: Vec<&str> = ["addr_move_ms", "addr_change_ms", "traffic_ms"]
             .into_iter()
             .filter(|k| t[*k].as_f64().is_none())
             .collect();
         cases.push(case(
-            &format!("{name}: address moved, ADDR_CHANGE, traffic again"),
+            &name(&format!(
+                "{event}: address moved, ADDR_CHANGE, traffic again"
+            )),
             missing.is_empty(),
             Some(format!("never saw {}", missing.join(", "))),
         ));
         table.push(format!(
-            "{:<10} {:>8.3} {:>14} {:>16} {:>12}  {}",
-            name,
+            "{:<15} {:>8.3} {:>14} {:>16} {:>12}  {}",
+            format!("{family} {event}"),
             t["at"].as_f64().unwrap_or(0.0),
             ms(t, "addr_move_ms"),
             ms(t, "addr_change_ms"),
@@ -252,12 +245,12 @@ pub fn parse(lines: &[(f64, String)]) -> Results {
             t["disrupted"]
         ));
     }
-    table.push(format!(
-        "messages {messages}, delivered {}, lost {lost}, duplicated {dup}, resent {} (dropped as resent {}), reconnects {}",
-        num(&r, "delivered"),
-        num(&r, "resent"),
-        num(&r, "resent_dups_dropped"),
-        num(&r, "reconnects")
+    summary.push(format!(
+        "{family}: messages {messages}, delivered {}, lost {lost}, duplicated {dup}, resent {} (dropped as resent {}), reconnects {}",
+        num(r, "delivered"),
+        num(r, "resent"),
+        num(r, "resent_dups_dropped"),
+        num(r, "reconnects")
     ));
     for s in r["snapshots"].as_array().into_iter().flatten() {
         let ports: Vec<String> = s["ports"]
@@ -273,20 +266,62 @@ pub fn parse(lines: &[(f64, String)]) -> Results {
                 format!("{n}={}{h}", p["connections"])
             })
             .collect();
-        table.push(format!(
-            "connections {:<16} {}",
+        summary.push(format!(
+            "{family}: connections {:<16} {}",
             s["label"].as_str().unwrap_or("?"),
             ports.join(" ")
         ));
     }
+}
+
+/// Parses the guest output (one report per family) into cases and the table.
+pub fn parse(lines: &[(f64, String)]) -> Results {
+    let mut cases = Vec::new();
+    let mut reports = Vec::new();
+    for (_, l) in lines {
+        if let Some(e) = l.strip_prefix(ERROR) {
+            cases.push(case("run", false, Some(e.to_string())));
+        } else if let Some(json) = l.strip_prefix(REPORT) {
+            match serde_json::from_str::<Value>(json) {
+                Ok(v) => reports.push(v),
+                Err(e) => cases.push(case("report", false, Some(format!("bad report JSON: {e}")))),
+            }
+        }
+    }
+    for f in FAMILIES {
+        let seen = reports.iter().any(|r| r["family"].as_str() == Some(f));
+        cases.push(case(
+            &format!("({f}) report"),
+            seen,
+            Some("the guest printed no report".into()),
+        ));
+    }
+    let mut table = vec![table_header()];
+    let mut summary = Vec::new();
+    for r in &reports {
+        report_cases(r, &mut cases, &mut table, &mut summary);
+    }
+    if reports.is_empty() {
+        table.clear();
+    }
+    table.extend(summary);
+    let report = (!reports.is_empty()).then(|| {
+        Value::Object(
+            reports
+                .into_iter()
+                .map(|r| (r["family"].as_str().unwrap_or("ipv4").to_string(), r))
+                .collect(),
+        )
+    });
     Results {
         cases,
         table,
-        report: Some(r),
+        report,
     }
 }
 
-/// Saves the report as target/consumer-report.json (for Documentation plots).
+/// Saves the reports, keyed by family, as target/consumer-report.json (for the
+/// documentation's plots).
 pub fn save(project: &Project, report: &Value) -> Result<PathBuf> {
     let path = project.target_dir().join("consumer-report.json");
     let text = serde_json::to_string_pretty(report)?;
@@ -298,7 +333,7 @@ pub fn save(project: &Project, report: &Value) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    const REPORT_JSON: &str = r#"{"connections":4,"messages":100,"delivered":100,"lost":0,
+    const REPORT_JSON: &str = r#"{"family":"ipv4","connections":4,"messages":100,"delivered":100,"lost":0,
         "duplicated":0,"resent":3,"resent_dups_dropped":1,"reconnects":4,
         "snapshots":[
           {"label":"before failover","ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":2}}},
@@ -311,35 +346,49 @@ mod tests {
         text.lines().map(|l| (0.0, l.to_string())).collect()
     }
 
-    #[test]
-    fn report_becomes_cases() {
-        let one_line: String = REPORT_JSON.split_whitespace().collect();
-        let r = parse(&lines(&format!("rbc-client: x\n{REPORT}{one_line}\n")));
-        let failed: Vec<&str> = r
-            .cases
+    fn failed(r: &Results) -> Vec<&str> {
+        r.cases
             .iter()
             .filter(|c| c.outcome == Outcome::Fail)
             .map(|c| c.name.as_str())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn report_becomes_cases() {
+        let one_line: String = REPORT_JSON.split_whitespace().collect();
+        let r = parse(&lines(&format!(
+            "rbc-client: x\n{REPORT}{one_line}\nrbc-error: ipv6: the client printed no report\n"
+        )));
         assert_eq!(
-            failed,
+            failed(&r),
             [
-                "consumer: connections even among healthy ports (end)",
-                "consumer: failback: address moved, ADDR_CHANGE, traffic again"
+                "consumer: run",
+                "consumer: (ipv6) report",
+                "consumer: (ipv4) connections even among healthy ports (end)",
+                "consumer: (ipv4) failback: address moved, ADDR_CHANGE, traffic again"
             ]
         );
-        assert_eq!(r.cases.len(), 9);
-        assert!(r.table[1].contains("failover"), "{:?}", r.table);
+        assert_eq!(r.cases.len(), 11);
+        assert!(r.table[1].contains("ipv4 failover"), "{:?}", r.table);
         assert!(r.table[2].contains("never"));
         assert!(r.table.iter().any(|l| l.contains("a0=0 (down) a1=4")));
+        assert!(r.report.as_ref().unwrap()["ipv4"]["messages"] == 100);
     }
 
     #[test]
     fn missing_report_fails_with_the_reason() {
         let r = parse(&lines("rbc-error: cannot create rb0\n"));
-        assert_eq!(r.cases.len(), 1);
-        assert_eq!(r.cases[0].outcome, Outcome::Fail);
+        assert_eq!(
+            failed(&r),
+            [
+                "consumer: run",
+                "consumer: (ipv4) report",
+                "consumer: (ipv6) report"
+            ]
+        );
         assert_eq!(r.cases[0].directive.as_deref(), Some("cannot create rb0"));
+        assert!(r.table.is_empty() && r.report.is_none());
         let r = parse(&lines("rbc-report: {nope\n"));
         assert!(r.cases[0]
             .directive

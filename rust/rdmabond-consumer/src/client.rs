@@ -502,6 +502,11 @@ pub fn run(o: &Options) -> Result<Report> {
     }
     Ok(Report {
         group: group.name,
+        family: if o.servers[0].is_ipv4() {
+            "ipv4"
+        } else {
+            "ipv6"
+        },
         connections: o.connections,
         messages,
         sent: c.sent,

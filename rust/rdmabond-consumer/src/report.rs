@@ -81,6 +81,8 @@ pub struct Timing {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub group: String,
+    /// "ipv4" or "ipv6": the family of the connections.
+    pub family: &'static str,
     pub connections: u32,
     pub messages: u64,
     pub sent: u64,
