@@ -19,6 +19,9 @@ use crate::config;
 use crate::project::Project;
 use crate::util::jobs;
 
+/// The base file sparse is tried on before it is trusted.
+const PROBE: &str = "net/ipv4/devinet.o";
+
 /// A compiler, linker or modpost diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diag {
@@ -180,8 +183,47 @@ impl Builder {
         }
         let text = std::fs::read_to_string(&base_log)?;
         b.base_keys = parse_diags(&text, wt).iter().map(Diag::key).collect();
-        b.sparse_skip = sparse_usable(sh);
+        b.sparse_skip = sparse_usable(sh).or_else(|| b.sparse_probe(base).err());
         Ok(b)
+    }
+
+    /// Runs sparse on one unmodified base file once (cached in the build dir): a
+    /// sparse too old for this kernel reports errors there. Err(reason) to skip.
+    fn sparse_probe(&self, base: &str) -> std::result::Result<(), String> {
+        let probe = self.dir.join(format!("sparse-probe-{base}.txt"));
+        let text = match std::fs::read_to_string(&probe) {
+            Ok(t) => t,
+            Err(_) => {
+                let log = self.dir.join("sparse-probe.log");
+                let out = make(
+                    &self.project,
+                    &self.wt,
+                    &self.dir,
+                    &["C=2", "-j1", PROBE],
+                    &log,
+                )
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+                let lines = sparse_lines(&out, &self.wt);
+                let errors: Vec<&String> = lines.iter().filter(|l| l.contains("error:")).collect();
+                let verdict = match errors.first() {
+                    None if out.contains("CHECK") => "ok\n".to_string(),
+                    None => "unknown: sparse did not run on the probe file\n".to_string(),
+                    Some(e) => format!(
+                        "sparse reports {} error(s) on the unmodified base ({e}): too old \
+                         for this kernel (build sparse from git)\n",
+                        errors.len()
+                    ),
+                };
+                let _ = std::fs::write(&probe, &verdict);
+                verdict
+            }
+        };
+        if text.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(text.trim().to_string())
+        }
     }
 
     fn configure(&self) -> Result<()> {

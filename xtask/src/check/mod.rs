@@ -284,6 +284,20 @@ pub fn exact_part(show: &str) -> String {
     out
 }
 
+/// `--patch N` selects patch N only; no `--patch` selects every patch.
+trait PatchFilter {
+    fn is_none_or_eq(&self, index: usize) -> bool;
+}
+
+impl PatchFilter for Option<usize> {
+    fn is_none_or_eq(&self, index: usize) -> bool {
+        match self {
+            Some(n) => *n == index,
+            None => true,
+        }
+    }
+}
+
 impl CheckArgs {
     pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
         let failed = self.gate(sh, project)?;
@@ -337,10 +351,7 @@ impl CheckArgs {
             let index = i + 1;
             let pid = patch_id(sh, project, &c.id)?;
             let cache_file = cache.join(format!("{pid}-{mode}-v{CACHE_VERSION}.txt"));
-            let wanted = match self.patch {
-                Some(n) => n == index,
-                None => true,
-            };
+            let wanted = self.patch.is_none_or_eq(index);
             let cached = if self.no_cache && wanted {
                 None
             } else {
@@ -415,6 +426,7 @@ impl CheckArgs {
         println!("{text}");
         let failed = reports
             .iter()
+            .filter(|r| self.patch.is_none_or_eq(r.index))
             .flat_map(|r| &r.outcomes)
             .chain(&series_outcomes)
             .filter(|o| o.status == Status::Fail)

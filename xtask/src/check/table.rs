@@ -59,7 +59,15 @@ pub fn render(reports: &[PatchReport], series: &[Outcome]) -> String {
     for o in reports.iter().flat_map(|r| &r.outcomes).chain(series) {
         if matches!(o.status, Status::Fail | Status::Warn | Status::Skip) || !o.details.is_empty() {
             for d in &o.details {
-                let line = format!("  [{}] {}: {d}", o.status.word(), o.check);
+                // A failing checkpatch run also lists its warnings: tag them so.
+                let tag = if o.status == Status::Fail
+                    && (d.contains(" WARNING:") || d.contains(" CHECK:"))
+                {
+                    Status::Warn.word()
+                } else {
+                    o.status.word()
+                };
+                let line = format!("  [{tag}] {}: {d}", o.check);
                 if !details.contains(&line) {
                     details.push(line);
                 }
