@@ -469,7 +469,7 @@ pub fn run(o: &Options) -> Result<Report> {
     }
     let delivered = server.delivered - server.gaps;
     let lost = messages.saturating_sub(delivered) + server.gaps;
-    let timings = report::timings(&c.events);
+    let timings = report::timings(&c.events, o.servers[0].is_ipv4());
     let mut problems = Vec::new();
     if lost > 0 {
         problems.push(format!("{lost} message(s) lost"));

@@ -105,8 +105,9 @@ fn ms(from: f64, to: f64) -> f64 {
     ((to - from) * 1e6).round() / 1e3
 }
 
-/// Timings per fault: each fault owns the events up to the next fault.
-pub fn timings(events: &[Event]) -> Vec<Timing> {
+/// Timings per fault: each fault owns the events up to the next fault. Only
+/// moves of addresses of the connections' family (`v4`) count.
+pub fn timings(events: &[Event], v4: bool) -> Vec<Timing> {
     let faults: Vec<(f64, &str)> = events
         .iter()
         .filter_map(|e| match e {
@@ -119,7 +120,7 @@ pub fn timings(events: &[Event]) -> Vec<Timing> {
         let end = faults.get(i + 1).map_or(f64::INFINITY, |f| f.0);
         let window = |t: f64| t >= *at && t < end;
         let addr_move = events.iter().find_map(|e| match e {
-            Event::AddrMove { t, .. } if window(*t) => Some(*t),
+            Event::AddrMove { t, addr, .. } if window(*t) && addr.is_ipv4() == v4 => Some(*t),
             _ => None,
         });
         let addr_change = events.iter().find_map(|e| match e {
@@ -181,6 +182,12 @@ mod tests {
             Event::Flowing { t: 0.5, stream: 0 },
             fault(2.0, "failover"),
             Event::AddrMove {
+                t: 2.005,
+                addr: "2001:db8::1".parse().unwrap(),
+                from: "a0".into(),
+                to: "a1".into(),
+            },
+            Event::AddrMove {
                 t: 2.010,
                 addr: "192.0.2.1".parse().unwrap(),
                 from: "a0".into(),
@@ -212,7 +219,7 @@ mod tests {
             },
             Event::AddrChange { t: 8.51, stream: 0 },
         ];
-        let t = timings(&ev);
+        let t = timings(&ev, true);
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].addr_move_ms, Some(10.0));
         assert_eq!(t[0].addr_change_ms, Some(20.0));
@@ -221,11 +228,13 @@ mod tests {
         assert_eq!(t[1].addr_move_ms, Some(500.0));
         // stream 0 never flowed again after the failback
         assert_eq!(t[1].traffic_ms, None);
+        // the IPv6 address moved first
+        assert_eq!(timings(&ev, false)[0].addr_move_ms, Some(5.0));
     }
 
     #[test]
     fn no_disruption_means_no_traffic_time() {
-        let t = timings(&[fault(1.0, "f")]);
+        let t = timings(&[fault(1.0, "f")], true);
         assert_eq!(t[0].traffic_ms, None);
         assert_eq!(t[0].addr_move_ms, None);
     }
