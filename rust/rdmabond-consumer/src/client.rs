@@ -18,6 +18,9 @@ use crate::rdma::{self, Channel, Completion, Conn};
 use crate::report::{self, Event, PortCount, Report, Snapshot};
 use crate::rtnl::{self, Socket};
 
+/// How long a dropped connection's id still reports ADDR_CHANGE.
+const RETIRE: Duration = Duration::from_secs(2);
+
 pub struct Options {
     pub group: String,
     pub servers: Vec<IpAddr>,
@@ -61,6 +64,10 @@ struct Client<'a> {
     streams: Vec<Stream>,
     ch: Channel,
     ids: HashMap<usize, usize>,
+    /// Connections just dropped, kept alive for a moment so that an
+    /// ADDR_CHANGE already queued to their id is still seen (a QP error
+    /// often comes first), with the stream they served.
+    retired: Vec<(Instant, usize, Conn)>,
     events: Vec<Event>,
     sent: u64,
     resent: u64,
@@ -93,6 +100,7 @@ impl Client<'_> {
             if s.phase == Phase::Up {
                 c.disconnect();
             }
+            self.retired.push((Instant::now() + RETIRE, i, c));
         }
         if s.phase != Phase::Down {
             self.reconnects += 1;
@@ -117,6 +125,15 @@ impl Client<'_> {
 
     fn on_cm(&mut self, ev: rdma::CmEvent) {
         let Some(&i) = self.ids.get(&(ev.id as usize)) else {
+            let old = self.retired.iter().find(|r| r.2.id() == ev.id);
+            if let (Some(&(_, i, _)), ffi::RDMA_CM_EVENT_ADDR_CHANGE) = (old, ev.kind) {
+                let t = self.t();
+                self.events.push(Event::AddrChange {
+                    t,
+                    stream: i as u32,
+                    retired: true,
+                });
+            }
             return;
         };
         let r = match ev.kind {
@@ -162,6 +179,7 @@ impl Client<'_> {
                 self.events.push(Event::AddrChange {
                     t,
                     stream: i as u32,
+                    retired: false,
                 });
                 self.reset(i, Duration::ZERO);
                 Ok(())
@@ -361,6 +379,7 @@ pub fn run(o: &Options) -> Result<Report> {
             .collect(),
         ch: Channel::new()?,
         ids: HashMap::new(),
+        retired: Vec::new(),
         events: Vec::new(),
         sent: 0,
         resent: 0,
@@ -404,6 +423,7 @@ pub fn run(o: &Options) -> Result<Report> {
             c.on_cm(ev);
         }
         let now = Instant::now();
+        c.retired.retain(|r| r.0 > now);
         for i in 0..c.streams.len() {
             if c.streams[i].phase == Phase::Down && now >= c.streams[i].retry_at {
                 if let Err(e) = c.connect(i) {
@@ -457,6 +477,7 @@ pub fn run(o: &Options) -> Result<Report> {
     for i in 0..c.streams.len() {
         c.reset(i, Duration::ZERO);
     }
+    c.retired.clear();
 
     let messages: u64 = c.streams.iter().map(|s| s.max_sent).sum();
     let acked: u64 = c.streams.iter().map(|s| s.acked).sum();

@@ -28,6 +28,8 @@ pub enum Event {
     AddrChange {
         t: f64,
         stream: u32,
+        /// Delivered to the id of a connection already dropped after an error.
+        retired: bool,
     },
     ConnError {
         t: f64,
@@ -130,7 +132,7 @@ pub fn timings(events: &[Event], v4: bool) -> Vec<Timing> {
         // Streams disrupted in the window, with their first disruption time.
         let mut disrupted: BTreeMap<u32, f64> = BTreeMap::new();
         for e in events {
-            if let Event::AddrChange { t, stream } | Event::ConnError { t, stream, .. } = e {
+            if let Event::AddrChange { t, stream, .. } | Event::ConnError { t, stream, .. } = e {
                 if window(*t) {
                     disrupted.entry(*stream).or_insert(*t);
                 }
@@ -196,6 +198,7 @@ mod tests {
             Event::AddrChange {
                 t: 2.020,
                 stream: 0,
+                retired: false,
             },
             Event::ConnError {
                 t: 2.025,
@@ -217,7 +220,11 @@ mod tests {
                 from: "a1".into(),
                 to: "a0".into(),
             },
-            Event::AddrChange { t: 8.51, stream: 0 },
+            Event::AddrChange {
+                t: 8.51,
+                stream: 0,
+                retired: true,
+            },
         ];
         let t = timings(&ev, true);
         assert_eq!(t.len(), 2);
