@@ -17,6 +17,10 @@ use crate::util::{jobs, write_atomic};
 /// Options the series itself adds; the `m` variant builds them as modules.
 pub const SERIES_OPTIONS: &[&str] = &["CONFIG_INFINIBAND_RDMABOND"];
 
+/// Options that need the series' drivers built in (the Rust abstraction links against
+/// them); the `m` variant leaves them out rather than fail the dropped-option check.
+pub const BUILTIN_ONLY: &[&str] = &["CONFIG_SAMPLE_RUST_RDMABOND_MONITOR"];
+
 /// How the series' own drivers are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Variant {
@@ -133,6 +137,9 @@ fn fragments(project: &Project, targets: &[String], variant: Variant) -> Result<
             })
             .collect();
         out.push(mods);
+        for frag in &mut out {
+            frag.retain(|w| !BUILTIN_ONLY.contains(&w.name.as_str()));
+        }
     }
     Ok(out)
 }
