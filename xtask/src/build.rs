@@ -270,15 +270,33 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         &[&mod_path, "INSTALL_MOD_STRIP=1", "modules_install"],
         &dir.join("modules_install.log"),
     )?;
-    let kselftest = if targets.is_empty() {
-        None
-    } else {
-        let t = format!("TARGETS={}", targets.join(" "));
+    let dotconfig_text = std::fs::read_to_string(&dotconfig)?;
+    if dotconfig_text.lines().any(|l| l == "CONFIG_RUST=y") {
+        let rustfmt = format!(
+            "RUSTFMT={} --config-path {}",
+            deps::KERNEL_RUSTFMT,
+            project.root.join("ci/rustfmt.toml").display()
+        );
         make(
             project,
             &dir,
             &bindgen,
-            &[&t, "kselftest-install"],
+            &[&rustfmt, "rustfmtcheck"],
+            &dir.join("rustfmtcheck.log"),
+        )
+        .context("the kernel's Rust code is not rustfmt-clean (`make rustfmtcheck`)")?;
+    }
+    let kselftest = if targets.is_empty() {
+        None
+    } else {
+        let t = format!("TARGETS={}", targets.join(" "));
+        // net/lib, which the rdmabond tests install, builds BPF objects with clang.
+        let clang = format!("CLANG={}", deps::SELFTEST_CLANG);
+        make(
+            project,
+            &dir,
+            &bindgen,
+            &[&t, &clang, "kselftest-install"],
             &dir.join("kselftest.log"),
         )?;
         let path = dir.join("kselftest/kselftest_install");

@@ -72,6 +72,8 @@ pub const BUILD: &[Dep] = &[
         "rust-web-src",
     ),
     file("/usr/lib/llvm-19/lib/libclang.so", "libclang-19-dev"),
+    file(KERNEL_RUSTFMT, "rustfmt-web"),
+    prog(SELFTEST_CLANG, "clang-19"),
     // The Rust consumer (rust/rdmabond-consumer) binds librdmacm and libibverbs.
     file("/usr/include/rdma/rdma_cma.h", "librdmacm-dev"),
     file("/usr/include/infiniband/verbs.h", "libibverbs-dev"),
@@ -99,6 +101,10 @@ pub const QEMU: &[Dep] = &[
 pub const LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
 /// The rustc the kernel is built with (Debian's, which ships rust-src).
 pub const KERNEL_RUSTC: &str = "/usr/bin/rustc";
+/// Debian's rustfmt for `make rustfmtcheck` (rustup's comes first in PATH).
+pub const KERNEL_RUSTFMT: &str = "/usr/bin/rustfmt";
+/// The clang that builds the selftests' BPF objects.
+pub const SELFTEST_CLANG: &str = "clang-19";
 /// bindgen-cli version installed from crates.io when none is present.
 const BINDGEN_VERSION: &str = "0.73.2";
 
