@@ -26,7 +26,7 @@ pub use diff::FileDiff;
 pub use series::placeholders;
 
 /// Bump when a check changes, so cached results are recomputed.
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
