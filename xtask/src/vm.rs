@@ -105,7 +105,10 @@ fn init_script(run: &Run) -> Result<String> {
             "printf '#!/bin/sh\\nexec /sbin/modprobe -d {} \"$@\"\\n' > /run/xtask-modprobe\n\
              chmod +x /run/xtask-modprobe\n\
              echo /run/xtask-modprobe > /proc/sys/kernel/modprobe\n\
+             mount -t tmpfs -o mode=0755 tmpfs /lib/modules\n\
+             ln -s {}/lib/modules/$(uname -r) /lib/modules/$(uname -r)\n\
              export RDMABOND_MODROOT={}\n",
+            guest_path(&run.root, m)?,
             guest_path(&run.root, m)?,
             guest_path(&run.root, m)?
         ),
