@@ -102,13 +102,12 @@ fn init_script(run: &Run) -> Result<String> {
     let payload = guest_path(&run.root, &run.dir.join("payload.sh"))?;
     let modprobe = match &run.modroot {
         Some(m) => format!(
-            "printf '#!/bin/sh\\nexec /sbin/modprobe -d {} \"$@\"\\n' > /run/xtask-modprobe\n\
-             chmod +x /run/xtask-modprobe\n\
-             echo /run/xtask-modprobe > /proc/sys/kernel/modprobe\n\
-             mount -t tmpfs -o mode=0755 tmpfs /lib/modules\n\
-             ln -s {}/lib/modules/$(uname -r) /lib/modules/$(uname -r)\n\
+            "mkdir -p /run/xtask-bin\n\
+             printf '#!/bin/sh\\nexec /sbin/modprobe -d {} \"$@\"\\n' > /run/xtask-bin/modprobe\n\
+             chmod +x /run/xtask-bin/modprobe\n\
+             echo /run/xtask-bin/modprobe > /proc/sys/kernel/modprobe\n\
+             export PATH=/run/xtask-bin:$PATH\n\
              export RDMABOND_MODROOT={}\n",
-            guest_path(&run.root, m)?,
             guest_path(&run.root, m)?,
             guest_path(&run.root, m)?
         ),
@@ -192,7 +191,7 @@ fn qemu_command(run: &Run, output: &Path, init: &Path) -> Command {
     .arg(format!(
         "console=ttyS0 earlyprintk=serial,ttyS0 root=root rootfstype=9p \
              rootflags=trans=virtio,version=9p2000.L,msize=262144 ro init={} \
-             panic=-1 oops=panic panic_on_warn=0 loglevel=6 {}",
+             panic=-1 oops=panic panic_on_warn=0 loglevel=7 printk.time=1 {}",
         init.display(),
         run.cmdline
     ))
