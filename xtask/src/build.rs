@@ -144,8 +144,39 @@ fn fragments(project: &Project, targets: &[String], variant: Variant) -> Result<
     Ok(out)
 }
 
-fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
+/// `make -C SRC O=DIR CC="ccache gcc" -jN` with the project's ccache settings (shared
+/// cache under the cache directory, paths relative to the checkout), run through
+/// `launcher` (e.g. `flock LOCK`) when it is not empty. The caller adds targets,
+/// variables and output.
+pub fn kernel_make(
+    project: &Project,
+    launcher: &[&str],
+    src: &Path,
+    dir: &Path,
+) -> Result<Command> {
     let cache = project.cache_dir()?;
+    let mut cmd = match launcher.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg("make");
+            c
+        }
+        None => Command::new("make"),
+    };
+    cmd.arg("-C")
+        .arg(src)
+        .arg(format!("O={}", dir.display()))
+        .arg("CC=ccache gcc")
+        .arg(format!("-j{}", jobs()))
+        .env("CCACHE_DIR", cache.join("ccache"))
+        .env("CCACHE_BASEDIR", &project.root)
+        .env("CCACHE_NOHASHDIR", "true")
+        .env("CCACHE_MAXSIZE", "10G")
+        .stdin(Stdio::null());
+    Ok(cmd)
+}
+
+fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths: Vec<PathBuf> = bindgen
         .parent()
@@ -155,22 +186,12 @@ fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path
     paths.extend(std::env::split_paths(&path));
     let logf =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = Command::new("make")
-        .arg("-C")
-        .arg(&project.tree)
-        .arg(format!("O={}", dir.display()))
-        .arg("CC=ccache gcc")
+    let status = kernel_make(project, &[], &project.tree, dir)?
         .arg(format!("RUSTC={}", deps::KERNEL_RUSTC))
         .arg(format!("BINDGEN={}", bindgen.display()))
-        .arg(format!("-j{}", jobs()))
         .args(args)
         .env("PATH", std::env::join_paths(paths)?)
         .env("LIBCLANG_PATH", deps::LIBCLANG_PATH)
-        .env("CCACHE_DIR", cache.join("ccache"))
-        .env("CCACHE_BASEDIR", &project.root)
-        .env("CCACHE_NOHASHDIR", "true")
-        .env("CCACHE_MAXSIZE", "10G")
-        .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
         .status()

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
@@ -17,7 +16,6 @@ use super::{checkout, rel_path, Ctx, Outcome, Status};
 use crate::build::SERIES_OPTIONS;
 use crate::config;
 use crate::project::Project;
-use crate::util::jobs;
 
 /// The base file sparse is tried on before it is trusted.
 const PROBE: &str = "net/ipv4/devinet.o";
@@ -101,23 +99,10 @@ fn make(
     args: &[&str],
     log: &Path,
 ) -> Result<(bool, String)> {
-    let cache = project.cache_dir()?;
     let logf =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = Command::new("flock")
-        .arg("/tmp/kbuild.lock")
-        .arg("make")
-        .arg("-C")
-        .arg(wt)
-        .arg(format!("O={}", dir.display()))
-        .arg("CC=ccache gcc")
-        .arg(format!("-j{}", jobs()))
+    let status = crate::build::kernel_make(project, &["flock", "/tmp/kbuild.lock"], wt, dir)?
         .args(args)
-        .env("CCACHE_DIR", cache.join("ccache"))
-        .env("CCACHE_BASEDIR", &project.root)
-        .env("CCACHE_NOHASHDIR", "true")
-        .env("CCACHE_MAXSIZE", "10G")
-        .stdin(Stdio::null())
         .stdout(logf.try_clone()?)
         .stderr(logf)
         .status()
