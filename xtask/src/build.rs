@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
+use crate::clippy;
 use crate::config::{self, Want};
 use crate::deps;
 use crate::project::Project;
@@ -94,7 +95,11 @@ pub fn selftest_targets(added: &[String]) -> Vec<String> {
 }
 
 /// The fragments, in merge order: ci/*.config, the series' selftest configs, variant.
-fn fragments(project: &Project, targets: &[String], variant: Variant) -> Result<Vec<Vec<Want>>> {
+pub fn fragments(
+    project: &Project,
+    targets: &[String],
+    variant: Variant,
+) -> Result<Vec<Vec<Want>>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
         .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -176,7 +181,15 @@ pub fn kernel_make(
     Ok(cmd)
 }
 
-fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
+/// [`kernel_make`] with Debian's Rust toolchain: RUSTC, BINDGEN (on PATH too) and
+/// LIBCLANG_PATH.
+pub fn rust_make(
+    project: &Project,
+    launcher: &[&str],
+    src: &Path,
+    dir: &Path,
+    bindgen: &Path,
+) -> Result<Command> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths: Vec<PathBuf> = bindgen
         .parent()
@@ -184,14 +197,19 @@ fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path
         .into_iter()
         .collect();
     paths.extend(std::env::split_paths(&path));
+    let mut cmd = kernel_make(project, launcher, src, dir)?;
+    cmd.arg(format!("RUSTC={}", deps::KERNEL_RUSTC))
+        .arg(format!("BINDGEN={}", bindgen.display()))
+        .env("PATH", std::env::join_paths(paths)?)
+        .env("LIBCLANG_PATH", deps::LIBCLANG_PATH);
+    Ok(cmd)
+}
+
+fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
     let logf =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = kernel_make(project, &[], &project.tree, dir)?
-        .arg(format!("RUSTC={}", deps::KERNEL_RUSTC))
-        .arg(format!("BINDGEN={}", bindgen.display()))
+    let status = rust_make(project, &[], &project.tree, dir, bindgen)?
         .args(args)
-        .env("PATH", std::env::join_paths(paths)?)
-        .env("LIBCLANG_PATH", deps::LIBCLANG_PATH)
         .stdout(logf.try_clone()?)
         .stderr(logf)
         .status()
@@ -271,17 +289,25 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
             targets,
         });
     }
+    let rust = have.get("CONFIG_RUST").is_some_and(|v| v == "y");
+    let mut args: Vec<String> = Vec::new();
+    if rust {
+        // The Rust code is compiled by clippy-driver: same objects, plus the lints.
+        args.extend(clippy::make_vars(&clippy::conf_dir(&project.tree, &dir)?));
+    }
+    args.extend(["bzImage", "modules", "headers"].map(String::from));
+    let build_log = dir.join("build.log");
     eprintln!(
-        "building bzImage and modules (log: {})",
-        dir.join("build.log").display()
+        "building bzImage and modules{} (log: {})",
+        if rust { " with CLIPPY=1" } else { "" },
+        build_log.display()
     );
-    make(
-        project,
-        &dir,
-        &bindgen,
-        &["bzImage", "modules", "headers"],
-        &dir.join("build.log"),
-    )?;
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    make(project, &dir, &bindgen, &refs, &build_log)?;
+    if rust {
+        let text = std::fs::read_to_string(&build_log)?;
+        clippy::gate(&text, &project.tree, &dir, &build_log)?;
+    }
     let _ = std::fs::remove_dir_all(&modroot);
     let mod_path = format!("INSTALL_MOD_PATH={}", modroot.display());
     make(

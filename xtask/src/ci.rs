@@ -107,16 +107,38 @@ impl CiArgs {
                 range: None,
                 no_cache: false,
                 workdir: "check".into(),
+                seeds: false,
             };
             let ok = crate::kernel::fetch(sh, project, None)
                 .and_then(|()| crate::apply::apply(sh, project, false))
                 .and_then(|_| gate.gate(sh, project));
+            let applied = ok.is_ok();
             match ok {
                 Ok(failed) => step("cargo xtask check", failed == 0, &mut total),
                 Err(e) => {
                     eprintln!("ci: check could not run: {e:#}");
                     step("cargo xtask check", false, &mut total);
                 }
+            }
+            // The gate must also catch what it claims to: each seeded defect is a test.
+            let seeds = crate::check::CheckArgs {
+                seeds: true,
+                ..gate
+            };
+            match applied.then(|| seeds.run_seeds(sh, project)) {
+                Some(Ok((caught, missed))) => {
+                    println!("ci: seeded defects: {caught} caught, {missed} missed");
+                    total.merge(crate::ktap::Counts {
+                        passed: caught,
+                        failed: missed,
+                        skipped: 0,
+                    });
+                }
+                Some(Err(e)) => {
+                    eprintln!("ci: check --seeds could not run: {e:#}");
+                    step("cargo xtask check --seeds", false, &mut total);
+                }
+                None => step("cargo xtask check --seeds", false, &mut total),
             }
         }
         println!("{}", total.line());

@@ -73,6 +73,7 @@ pub const BUILD: &[Dep] = &[
     ),
     file("/usr/lib/llvm-19/lib/libclang.so", "libclang-19-dev"),
     file(KERNEL_RUSTFMT, "rustfmt-web"),
+    file(crate::clippy::CLIPPY_DRIVER, "rust-web-clippy"),
     prog(SELFTEST_CLANG, "clang-19"),
     // The Rust consumer (rust/rdmabond-consumer) binds librdmacm and libibverbs.
     file("/usr/include/rdma/rdma_cma.h", "librdmacm-dev"),

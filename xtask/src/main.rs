@@ -5,6 +5,7 @@ mod apply;
 mod build;
 mod check;
 mod ci;
+mod clippy;
 mod config;
 mod deps;
 mod export;

@@ -7,6 +7,8 @@ mod build;
 mod checkpatch;
 mod diff;
 mod kdoc;
+mod rust_build;
+mod seeds;
 mod series;
 mod style;
 mod table;
@@ -47,6 +49,11 @@ pub struct CheckArgs {
     /// side by side with different ones).
     #[arg(long, default_value = "check")]
     pub workdir: String,
+    /// Commit known defects on top of the series (in target/seeds/) and check that
+    /// each is caught by its check, in its patch, with file and line (with `--fast`,
+    /// the seeds only a build can catch are left out).
+    #[arg(long, conflicts_with_all = ["range", "patch"])]
+    pub seeds: bool,
 }
 
 /// Outcome of one check.
@@ -300,6 +307,13 @@ impl PatchFilter for Option<usize> {
 
 impl CheckArgs {
     pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+        if self.seeds {
+            let (_, missed) = self.run_seeds(sh, project)?;
+            if missed > 0 {
+                bail!("check --seeds: {missed} seeded defect(s) were not caught; see above");
+            }
+            return Ok(());
+        }
         let failed = self.gate(sh, project)?;
         if failed > 0 {
             bail!("check: {failed} check(s) failed; the details are above");
@@ -307,8 +321,18 @@ impl CheckArgs {
         Ok(())
     }
 
+    /// `--seeds`: (caught, missed).
+    pub fn run_seeds(&self, sh: &Shell, project: &Project) -> Result<(usize, usize)> {
+        seeds::run(self, sh, project)
+    }
+
     /// Runs the gate, prints the table, returns the number of failed cells.
     pub fn gate(&self, sh: &Shell, project: &Project) -> Result<usize> {
+        Ok(self.evaluate(sh, project)?.failed)
+    }
+
+    /// Runs the gate and prints the table; returns every outcome.
+    pub fn evaluate(&self, sh: &Shell, project: &Project) -> Result<Evaluation> {
         let start = Instant::now();
         let base = tree::base(sh, project)?;
         let is_series = self.range.is_none();
@@ -345,6 +369,16 @@ impl CheckArgs {
                 &list[0].parent,
             )?)
         };
+        let rust_builder = if self.fast {
+            None
+        } else {
+            Some(rust_build::RustBuilder::new(
+                sh,
+                project,
+                &wt,
+                &self.workdir,
+            )?)
+        };
         let mut reports = Vec::new();
         let mut known: Vec<String> = Vec::new();
         for (i, c) in list.iter().enumerate() {
@@ -358,6 +392,10 @@ impl CheckArgs {
                 std::fs::read_to_string(&cache_file)
                     .ok()
                     .and_then(|t| parse_cache(&t))
+                    .and_then(|(o, k)| {
+                        let rust = touches_rust(sh, project, &c.id);
+                        with_clippy(o, rust, self.fast).map(|o| (o, k))
+                    })
             };
             let report = match cached {
                 Some((outcomes, keys)) => PatchReport {
@@ -381,6 +419,11 @@ impl CheckArgs {
                     eprintln!("check: patch {index}/{}: {}", list.len(), c.subject);
                     let (outcomes, keys) =
                         check_patch(sh, project, &wt, index, c, builder.as_mut(), &known)?;
+                    let mut outcomes = outcomes;
+                    outcomes.push(match &rust_builder {
+                        Some(rb) => rb.check(&patch_ctx(sh, project, &wt, index, c)?)?,
+                        None => Outcome::skip("clippy", "--fast"),
+                    });
                     eprintln!("check: patch {index} took {}", fmt_duration(t.elapsed()));
                     crate::util::write_atomic(
                         &cache_file,
@@ -436,8 +479,74 @@ impl CheckArgs {
             reports.len(),
             fmt_duration(start.elapsed())
         );
-        Ok(failed)
+        Ok(Evaluation {
+            reports,
+            series: series_outcomes,
+            failed,
+        })
     }
+}
+
+/// What one run of the gate found.
+pub struct Evaluation {
+    pub reports: Vec<PatchReport>,
+    pub series: Vec<Outcome>,
+    /// Failed cells (of the patches asked for, and of the series).
+    pub failed: usize,
+}
+
+/// The context of one patch: its diff, parsed.
+fn patch_ctx<'a>(
+    sh: &'a Shell,
+    project: &'a Project,
+    wt: &Path,
+    index: usize,
+    commit: &'a Commit,
+) -> Result<Ctx<'a>> {
+    let patch = {
+        let _d = sh.push_dir(&project.tree);
+        let id = &commit.id;
+        cmd!(
+            sh,
+            "git show --no-color --no-renames --format=%n --src-prefix=a/ --dst-prefix=b/ {id}"
+        )
+        .quiet()
+        .read()?
+    };
+    Ok(Ctx {
+        sh,
+        project,
+        wt: wt.to_path_buf(),
+        index,
+        commit,
+        files: diff::parse(&patch),
+    })
+}
+
+/// Whether a commit touches a Rust file.
+fn touches_rust(sh: &Shell, project: &Project, id: &str) -> bool {
+    let _d = sh.push_dir(&project.tree);
+    cmd!(sh, "git show --no-renames --name-only --format= {id}")
+        .quiet()
+        .read()
+        .map(|out| out.lines().any(|l| l.ends_with(".rs")))
+        .unwrap_or(true)
+}
+
+/// A cached result from before the clippy check existed gets its clippy cell when
+/// that needs no build (`--fast`, or no Rust file); otherwise it is stale (None).
+fn with_clippy(mut outcomes: Vec<Outcome>, rust: bool, fast: bool) -> Option<Vec<Outcome>> {
+    if outcomes.iter().any(|o| o.check == "clippy") {
+        return Some(outcomes);
+    }
+    if fast {
+        outcomes.push(Outcome::skip("clippy", "--fast"));
+    } else if rust {
+        return None;
+    } else {
+        outcomes.push(Outcome::new("clippy", Status::NotApplicable));
+    }
+    Some(outcomes)
 }
 
 /// Runs every per-patch check of one commit.
@@ -450,25 +559,7 @@ fn check_patch(
     builder: Option<&mut build::Builder>,
     known: &[String],
 ) -> Result<(Vec<Outcome>, Vec<String>)> {
-    let patch = {
-        let _d = sh.push_dir(&project.tree);
-        let id = &commit.id;
-        cmd!(
-            sh,
-            "git show --no-color --no-renames --format=%n --src-prefix=a/ --dst-prefix=b/ {id}"
-        )
-        .quiet()
-        .read()?
-    };
-    let files = diff::parse(&patch);
-    let ctx = Ctx {
-        sh,
-        project,
-        wt: wt.to_path_buf(),
-        index,
-        commit,
-        files,
-    };
+    let ctx = patch_ctx(sh, project, wt, index, commit)?;
     // Before the patch: the baselines the "no new warnings" checks compare with.
     ctx.checkout(&commit.parent)?;
     let kdoc_before = kdoc::run_kdoc(&ctx)?;
@@ -562,6 +653,18 @@ pub fn without_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_cache_entries_get_a_clippy_cell_or_go_stale() {
+        let o = vec![Outcome::new("checkpatch", Status::Pass)];
+        let fast = with_clippy(o.clone(), true, true).unwrap();
+        assert_eq!(fast[1].status, Status::Skip);
+        let na = with_clippy(o.clone(), false, false).unwrap();
+        assert_eq!(na[1].status, Status::NotApplicable);
+        assert!(with_clippy(o, true, false).is_none());
+        let has = vec![Outcome::new("clippy", Status::Pass)];
+        assert_eq!(with_clippy(has, true, false).unwrap().len(), 1);
+    }
 
     #[test]
     fn cache_round_trip() {
