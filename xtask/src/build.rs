@@ -18,10 +18,6 @@ use crate::util::{jobs, write_atomic};
 /// Options the series itself adds; the `m` variant builds them as modules.
 pub const SERIES_OPTIONS: &[&str] = &["CONFIG_INFINIBAND_RDMABOND"];
 
-/// Options that need the series' drivers built in (the Rust abstraction links against
-/// them); the `m` variant leaves them out rather than fail the dropped-option check.
-pub const BUILTIN_ONLY: &[&str] = &["CONFIG_SAMPLE_RUST_RDMABOND_MONITOR"];
-
 /// How the series' own drivers are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Variant {
@@ -94,11 +90,37 @@ pub fn selftest_targets(added: &[String]) -> Vec<String> {
     out
 }
 
-/// The fragments, in merge order: ci/*.config, the series' selftest configs, variant.
+/// Options of the Kconfig files the series adds or changes that depend on one of the
+/// series' options being built in (`depends on OPTION=y`): the `m` variant cannot have
+/// them, so it leaves them out rather than fail the dropped-option check.
+pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in tree::changed_files(sh, project)? {
+        let name = Path::new(&f)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        if !name.starts_with("Kconfig") {
+            continue;
+        }
+        let text = std::fs::read_to_string(project.tree.join(&f))
+            .with_context(|| format!("cannot read {f}"))?;
+        for o in config::needs_builtin(&text, SERIES_OPTIONS) {
+            if !out.contains(&o) {
+                out.push(o);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The fragments, in merge order: ci/*.config, the series' selftest configs, variant
+/// (for `m`, without `builtin_only`).
 pub fn fragments(
     project: &Project,
     targets: &[String],
     variant: Variant,
+    builtin_only: &[String],
 ) -> Result<Vec<Vec<Want>>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
         .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
@@ -143,7 +165,7 @@ pub fn fragments(
             .collect();
         out.push(mods);
         for frag in &mut out {
-            frag.retain(|w| !BUILTIN_ONLY.contains(&w.name.as_str()));
+            frag.retain(|w| !builtin_only.contains(&w.name));
         }
     }
     Ok(out)
@@ -246,7 +268,17 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     let dir = project.build_dir(variant.name());
     std::fs::create_dir_all(&dir)?;
     let targets = selftest_targets(&tree::added_files(sh, project)?);
-    let wants = config::merge(&fragments(project, &targets, variant)?);
+    let builtin_only = match variant {
+        Variant::M => builtin_only(sh, project)?,
+        Variant::Y => Vec::new(),
+    };
+    if !builtin_only.is_empty() {
+        eprintln!(
+            "--variant m leaves out what needs the series built in: {}",
+            builtin_only.join(", ")
+        );
+    }
+    let wants = config::merge(&fragments(project, &targets, variant, &builtin_only)?);
     let fragment = config::render(&wants);
     let frag_path = dir.join("xtask.fragment");
     let dotconfig = dir.join(".config");

@@ -132,9 +132,52 @@ pub fn dropped_error(dropped: &[(&Want, String)], build_dir: &str) -> String {
     msg
 }
 
+/// Options of a Kconfig file that can only be enabled when one of `options` is
+/// built in: their `depends on` says `OPTION=y`. (With the series' drivers as
+/// modules, Kconfig drops them, which is right, not a configuration error.)
+pub fn needs_builtin(kconfig: &str, options: &[&str]) -> Vec<String> {
+    let names: Vec<&str> = options
+        .iter()
+        .map(|o| o.strip_prefix("CONFIG_").unwrap_or(o))
+        .collect();
+    let dep = regex::Regex::new(&format!(r"\b({})\s*=\s*y\b", names.join("|"))).unwrap();
+    let mut out = Vec::new();
+    let mut current: Option<&str> = None;
+    for line in kconfig.lines() {
+        let t = line.trim();
+        if let Some(name) = t
+            .strip_prefix("config ")
+            .or_else(|| t.strip_prefix("menuconfig "))
+        {
+            current = Some(name.trim());
+        } else if t.starts_with("endmenu") || t.starts_with("menu ") || t.starts_with("choice") {
+            current = None;
+        } else if let (Some(name), Some(deps)) = (current, t.strip_prefix("depends on")) {
+            let option = format!("CONFIG_{name}");
+            if dep.is_match(deps) && !out.contains(&option) {
+                out.push(option);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_that_need_a_series_option_built_in() {
+        let k = "config A\n\ttristate \"a\"\n\tdepends on X=y && DEBUG_FS\n\thelp\n\t  X=y here is help\n\
+                 config B\n\ttristate \"b\"\n\tdepends on X\n\
+                 menuconfig C\n\tbool \"c\"\n\tdepends on NET && (X = y)\n\
+                 config D\n\tdepends on XY=y\n";
+        assert_eq!(
+            needs_builtin(k, &["CONFIG_X"]),
+            vec!["CONFIG_A", "CONFIG_C"]
+        );
+        assert!(needs_builtin(k, &["CONFIG_Q"]).is_empty());
+    }
 
     #[test]
     fn parses_fragments_and_selftest_configs() {

@@ -91,3 +91,14 @@ pub fn added_files(sh: &Shell, project: &Project) -> Result<Vec<String>> {
         .read()?;
     Ok(out.lines().map(str::to_string).collect())
 }
+
+/// Files added or modified between the base and what is checked out.
+pub fn changed_files(sh: &Shell, project: &Project) -> Result<Vec<String>> {
+    base(sh, project)?;
+    let _d = sh.push_dir(&project.tree);
+    let range = format!("{}..HEAD", project.base);
+    let out = cmd!(sh, "git diff --name-only --diff-filter=AM {range}")
+        .quiet()
+        .read()?;
+    Ok(out.lines().map(str::to_string).collect())
+}

@@ -66,7 +66,7 @@ impl RustBuilder {
         let targets = build::selftest_targets(
             &crate::tree::added_files(&Shell::new()?, &self.project).unwrap_or_default(),
         );
-        let frags = build::fragments(&self.project, &targets, Variant::Y)?;
+        let frags = build::fragments(&self.project, &targets, Variant::Y, &[])?;
         let text = config::render(&config::merge(&frags));
         let frag = self.dir.join("xtask.fragment");
         crate::util::write_atomic(&frag, text.as_bytes())?;
