@@ -75,6 +75,8 @@ pub struct Built {
     pub kselftest: Option<PathBuf>,
     /// Selftest TARGETS the series adds.
     pub targets: Vec<String>,
+    /// The build's own checks that passed (a failed one fails the build).
+    pub checks: Vec<String>,
 }
 
 /// Selftest directories the series adds: those with an added Makefile.
@@ -319,6 +321,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
             modroot,
             kselftest: None,
             targets,
+            checks: Vec::new(),
         });
     }
     let rust = have.get("CONFIG_RUST").is_some_and(|v| v == "y");
@@ -336,9 +339,17 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     make(project, &dir, &bindgen, &refs, &build_log)?;
+    let mut checks = Vec::new();
     if rust {
         let text = std::fs::read_to_string(&build_log)?;
         clippy::gate(&text, &project.tree, &dir, &build_log)?;
+        let linted = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("CLIPPY"))
+            .count();
+        checks.push(format!(
+            "kernel Rust code: CLIPPY=1 build with no warnings ({linted} object(s) linted now)"
+        ));
     }
     let _ = std::fs::remove_dir_all(&modroot);
     let mod_path = format!("INSTALL_MOD_PATH={}", modroot.display());
@@ -364,6 +375,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
             &dir.join("rustfmtcheck.log"),
         )
         .context("the kernel's Rust code is not rustfmt-clean (`make rustfmtcheck`)")?;
+        checks.push("kernel Rust code: make rustfmtcheck".to_string());
     }
     let kselftest = if targets.is_empty() {
         None
@@ -393,6 +405,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         modroot,
         kselftest,
         targets,
+        checks,
     })
 }
 

@@ -88,7 +88,18 @@ impl<'a> Stage<'a> {
     ) -> Result<(Vec<Case>, TestRun)> {
         let outcome = run_tests(project, built, accel, self, timeout)?;
         let report = ktap::parse(outcome.vm.lines.iter().map(|(t, l)| (*t, l.as_str())));
-        let mut cases = vec![outcome.boot_case()];
+        let mut cases: Vec<Case> = built
+            .checks
+            .iter()
+            .map(|name| Case {
+                name: format!("build: {name}"),
+                outcome: Outcome::Pass,
+                directive: None,
+                seconds: 0.0,
+                subtests: Vec::new(),
+            })
+            .collect();
+        cases.push(outcome.boot_case());
         cases.extend(report.cases.iter().cloned());
         for _ in 0..report.missing() {
             cases.push(Case {
