@@ -83,21 +83,21 @@ pub fn current_branch(sh: &Shell, project: &Project) -> Result<Option<String>> {
 
 /// Files added (not modified) between the base and what is checked out.
 pub fn added_files(sh: &Shell, project: &Project) -> Result<Vec<String>> {
-    base(sh, project)?;
-    let _d = sh.push_dir(&project.tree);
-    let range = format!("{}..HEAD", project.base);
-    let out = cmd!(sh, "git diff --name-only --diff-filter=A {range}")
-        .quiet()
-        .read()?;
-    Ok(out.lines().map(str::to_string).collect())
+    files_since_base(sh, project, "A")
 }
 
 /// Files added or modified between the base and what is checked out.
 pub fn changed_files(sh: &Shell, project: &Project) -> Result<Vec<String>> {
+    files_since_base(sh, project, "AM")
+}
+
+/// `git diff --name-only --diff-filter=FILTER base..HEAD`.
+fn files_since_base(sh: &Shell, project: &Project, filter: &str) -> Result<Vec<String>> {
     base(sh, project)?;
     let _d = sh.push_dir(&project.tree);
     let range = format!("{}..HEAD", project.base);
-    let out = cmd!(sh, "git diff --name-only --diff-filter=AM {range}")
+    let filter = format!("--diff-filter={filter}");
+    let out = cmd!(sh, "git diff --name-only {filter} {range}")
         .quiet()
         .read()?;
     Ok(out.lines().map(str::to_string).collect())
