@@ -192,6 +192,24 @@ pub fn kernel_make(
         }
         None => Command::new("make"),
     };
+    // cargo's environment (CARGO_PKG_RUST_VERSION and the like, set for `cargo
+    // xtask`) describes the xtask, not the kernel: clippy-driver would read it as the
+    // kernel crate's MSRV and warn.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+        {
+            cmd.env_remove(k);
+        }
+    }
     cmd.arg("-C")
         .arg(src)
         .arg(format!("O={}", dir.display()))

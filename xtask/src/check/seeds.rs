@@ -163,6 +163,20 @@ pub const SEEDS: &[Seed] = &[
         file: "",
         needs_build: true,
     },
+    Seed {
+        name: "clippy warning in Rust code",
+        subject: "samples: rust: rdmabond: seed: an operation clippy flags",
+        signoff: true,
+        edits: &[Edit::Before {
+            file: "samples/rust/rust_rdmabond_monitor.rs",
+            anchor: "type Groups = Arc<",
+            text: "/// Seeded: `x + 0` is clippy::identity_op.\n#[allow(dead_code)]\n\
+                   fn seed_identity(x: u32) -> u32 {\n    x + 0\n}\n\n",
+        }],
+        check: "clippy",
+        file: "samples/rust/rust_rdmabond_monitor.rs",
+        needs_build: true,
+    },
 ];
 
 /// Applies one edit to a file's text.
