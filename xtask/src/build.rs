@@ -346,7 +346,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     let mut args: Vec<String> = Vec::new();
     if rust {
         // The Rust code is compiled by clippy-driver: same objects, plus the lints.
-        args.extend(clippy::make_vars(&clippy::conf_dir(&project.tree, &dir)?));
+        args.extend(clippy::make_vars(&clippy::conf_dir(&[&project.tree])?));
     }
     args.extend(["bzImage", "modules", "headers"].map(String::from));
     let build_log = dir.join("build.log");
@@ -383,7 +383,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         let rustfmt = format!(
             "RUSTFMT={} --config-path {}",
             deps::KERNEL_RUSTFMT,
-            project.root.join("ci/rustfmt.toml").display()
+            clippy::kernel_dotfile(&[&project.tree], ".rustfmt.toml")?.display()
         );
         make(
             project,

@@ -1,15 +1,10 @@
 //! The kernel's `make CLIPPY=1` build: the Rust code is compiled by Debian's
 //! clippy-driver (the same object code as rustc, plus clippy's lints) with the kernel's
 //! clippy configuration, and any warning the compiler or clippy prints fails the build.
-//!
-//! Debian's kernel tarball leaves the kernel's dotfiles out, .clippy.toml among them,
-//! so when the tree has none the configuration is written into the build directory
-//! from what the kernel's clippy policy says: the minimum rustc of
-//! scripts/min-tool-version.sh, lints on private items too, no `kernel::dbg!`, and
-//! no `CStr::as_ptr`/`CStr::from_ptr` (the kernel's `char` is unsigned).
+//! clippy reads the kernel's own configuration, .clippy.toml at the top of the tree
+//! (`CLIPPY_CONF_DIR`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
@@ -25,69 +20,32 @@ pub fn make_vars(conf_dir: &Path) -> Vec<String> {
     ]
 }
 
-/// The directory clippy reads its configuration from: the tree itself when it has
-/// .clippy.toml (a git checkout), else `dir/clippy` with a clippy.toml written for
-/// the tree's minimum rustc.
-pub fn conf_dir(tree: &Path, dir: &Path) -> Result<PathBuf> {
-    if tree.join(".clippy.toml").is_file() {
-        return Ok(tree.to_path_buf());
-    }
-    let msrv = min_rustc(tree)?;
-    let conf = dir.join("clippy");
-    std::fs::create_dir_all(&conf)?;
-    let path = conf.join("clippy.toml");
-    let text = config_text(&msrv);
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-        crate::util::write_atomic(&path, text.as_bytes())?;
-    }
-    Ok(conf)
+/// The directory with the kernel's .clippy.toml: the first of `trees` that has it.
+/// The tarball has the kernel's dotfiles, but the base commit does not track them (the
+/// kernel's .gitignore ignores `.*`; upstream force-adds them), so a worktree of the
+/// kernel repository has none and takes the main tree's.
+pub fn conf_dir(trees: &[&Path]) -> Result<PathBuf> {
+    kernel_dotfile(trees, ".clippy.toml").map(|f| f.parent().unwrap().to_path_buf())
 }
 
-/// The tree's minimum rustc, from scripts/min-tool-version.sh.
-fn min_rustc(tree: &Path) -> Result<String> {
-    let script = tree.join("scripts/min-tool-version.sh");
-    let out = Command::new("sh")
-        .arg(&script)
-        .arg("rustc")
-        .env("SRCARCH", "x86")
-        .output()
-        .with_context(|| format!("cannot run {}", script.display()))?;
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || v.is_empty() || !v.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        anyhow::bail!(
-            "{} rustc printed {v:?}, not a version: is the kernel tree complete? \
-             (`cargo xtask apply` extracts it again)",
-            script.display()
-        );
-    }
-    Ok(v)
-}
-
-/// The clippy configuration for a kernel whose minimum rustc is `msrv`.
-pub fn config_text(msrv: &str) -> String {
-    format!(
-        r#"# Written by cargo xtask: the kernel tree has no .clippy.toml (Debian's
-# tarball leaves dotfiles out). The kernel's clippy policy, for rustc {msrv}.
-msrv = "{msrv}"
-
-check-private-items = true
-
-# clippy::dbg_macro only knows std::dbg!, so name the kernel's own.
-disallowed-macros = [
-    {{ path = "kernel::dbg", reason = "the `dbg!` macro is intended as a debugging tool", allow-invalid = true }},
-]
-
-[[disallowed-methods]]
-path = "core::ffi::CStr::as_ptr"
-replacement = "kernel::prelude::CStrExt::as_char_ptr"
-reason = "kernel's `char` is always unsigned, use `as_char_ptr` instead"
-
-[[disallowed-methods]]
-path = "core::ffi::CStr::from_ptr"
-replacement = "kernel::prelude::CStrExt::from_char_ptr"
-reason = "kernel's `char` is always unsigned, use `from_char_ptr` instead"
-"#
-    )
+/// A dotfile of the kernel tarball (.clippy.toml, .rustfmt.toml) from the first of
+/// `trees` that has it.
+pub fn kernel_dotfile(trees: &[&Path], name: &str) -> Result<PathBuf> {
+    trees
+        .iter()
+        .map(|t| t.join(name))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "the kernel's {name} is missing from {}: extract the tree again \
+                 (remove kernel-src/linux after exporting your work, then `cargo xtask apply`)",
+                trees
+                    .iter()
+                    .map(|t| t.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        })
 }
 
 /// One warning or error rustc or clippy printed.
@@ -250,10 +208,16 @@ warning: `kernel` (lib) generated 1 warning
     }
 
     #[test]
-    fn config_names_the_msrv() {
-        let t = config_text("1.85.0");
-        assert!(t.contains("msrv = \"1.85.0\""));
-        assert!(t.contains("kernel::dbg"));
+    fn dotfiles_come_from_the_first_tree_that_has_them() {
+        let base = std::env::temp_dir().join(format!("xtask-dot-{}", std::process::id()));
+        let (wt, main) = (base.join("wt"), base.join("main"));
+        std::fs::create_dir_all(&wt).unwrap();
+        std::fs::create_dir_all(&main).unwrap();
+        std::fs::write(main.join(".clippy.toml"), "msrv = \"1.85.0\"\n").unwrap();
+        assert_eq!(conf_dir(&[&wt, &main]).unwrap(), main);
+        let err = format!("{:#}", kernel_dotfile(&[&wt], ".rustfmt.toml").unwrap_err());
+        assert!(err.contains(".rustfmt.toml is missing"), "{err}");
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl RustBuilder {
             return Ok(Outcome::new("clippy", Status::NotApplicable));
         }
         self.configure()?;
-        let conf = clippy::conf_dir(&self.wt, &self.dir)?;
+        let conf = clippy::conf_dir(&[&self.wt, &self.project.tree])?;
         let mut out = Outcome::new("clippy", Status::Pass);
         let mut log_text = String::new();
         for (i, dirs) in build_steps(&files).iter().enumerate() {

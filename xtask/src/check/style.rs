@@ -311,11 +311,9 @@ pub fn rust(ctx: &Ctx) -> Result<Outcome> {
     let Some(rustfmt) = rustfmt else {
         return Ok(Outcome::skip("rust", "rustfmt is not installed"));
     };
-    // The kernel's .rustfmt.toml; Debian's tarball leaves the dotfiles out, and
-    // ci/rustfmt.toml is the same file.
-    let config = Some(ctx.wt.join(".rustfmt.toml"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| ctx.project.root.join("ci/rustfmt.toml"));
+    // The kernel's .rustfmt.toml: the worktree has none (the base commit does not
+    // track the tarball's dotfiles), the main tree has.
+    let config = crate::clippy::kernel_dotfile(&[&ctx.wt, &ctx.project.tree], ".rustfmt.toml")?;
     let out = Command::new(rustfmt)
         .args(["--check", "--edition", "2021", "--config-path"])
         .arg(config)
