@@ -133,6 +133,21 @@ impl RustBuilder {
                 ));
             }
         }
+        if out.status == Status::Pass {
+            let linted = log_text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("CLIPPY"))
+                .count();
+            out.details.insert(
+                0,
+                format!(
+                    "{}: make CLIPPY=1 {}: no warnings in {} ({linted} object(s) linted)",
+                    ctx.name(),
+                    build_steps(&files).concat().join(" "),
+                    files.join(", ")
+                ),
+            );
+        }
         Ok(out)
     }
 }
