@@ -192,6 +192,7 @@ impl Ctx<'_> {
 pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
     let wt = project.target_dir().join(name).join("linux");
     if wt.join(".git").exists() {
+        copy_dotfiles(&project.tree, &wt)?;
         return Ok(wt);
     }
     std::fs::create_dir_all(wt.parent().unwrap())?;
@@ -202,7 +203,28 @@ pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         .quiet()
         .run()
         .with_context(|| format!("cannot create the worktree {}", wt.display()))?;
+    copy_dotfiles(&project.tree, &wt)?;
     Ok(wt)
+}
+
+/// Copies the kernel's top-level dotfiles (.mailmap and .get_maintainer.ignore for
+/// get_maintainer.pl, .rustfmt.toml, .clippy.toml, ...) from the main tree into a
+/// worktree that lacks them: they come with the tarball, but the base commit does not
+/// track them (the kernel's .gitignore ignores `.*`; upstream force-adds its dotfiles).
+/// The series does not change them.
+pub fn copy_dotfiles(tree: &Path, wt: &Path) -> Result<()> {
+    for e in std::fs::read_dir(tree).with_context(|| format!("cannot read {}", tree.display()))? {
+        let e = e?;
+        let name = e.file_name();
+        let is_dotfile = name.to_string_lossy().starts_with('.') && e.file_type()?.is_file();
+        let dst = wt.join(&name);
+        if is_dotfile && !dst.exists() {
+            std::fs::copy(e.path(), &dst).with_context(|| {
+                format!("cannot copy {} to {}", e.path().display(), wt.display())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Forces the worktree to `rev`, detached.
@@ -653,6 +675,25 @@ pub fn without_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worktrees_get_the_dotfiles_git_does_not_track() {
+        let base = std::env::temp_dir().join(format!("xtask-wt-{}", std::process::id()));
+        let (tree, wt) = (base.join("tree"), base.join("wt"));
+        std::fs::create_dir_all(tree.join(".git")).unwrap();
+        std::fs::create_dir_all(&wt).unwrap();
+        std::fs::write(tree.join(".mailmap"), "A <a@new> <a@old>\n").unwrap();
+        std::fs::write(tree.join("Makefile"), "x\n").unwrap();
+        std::fs::write(wt.join(".rustfmt.toml"), "mine\n").unwrap();
+        std::fs::write(tree.join(".rustfmt.toml"), "theirs\n").unwrap();
+        copy_dotfiles(&tree, &wt).unwrap();
+        assert!(wt.join(".mailmap").is_file());
+        assert!(!wt.join("Makefile").exists(), "only dotfiles");
+        assert!(!wt.join(".git").exists(), "only files");
+        let kept = std::fs::read_to_string(wt.join(".rustfmt.toml")).unwrap();
+        assert_eq!(kept, "mine\n", "an existing file is not overwritten");
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn old_cache_entries_get_a_clippy_cell_or_go_stale() {
