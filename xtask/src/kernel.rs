@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::apt::{self, PrivateApt};
 use crate::deps;
 use crate::pin::Pin;
 use crate::project::Project;
@@ -112,61 +113,6 @@ fn check_base(sh: &Shell, project: &Project) -> Result<()> {
     Ok(())
 }
 
-/// The Debian archive URI from the machine's own apt configuration.
-pub fn archive_uri(sources: &[(PathBuf, String)]) -> Option<String> {
-    for (path, text) in sources {
-        let deb822 = path.extension().is_some_and(|e| e == "sources");
-        for uri in source_uris(text, deb822) {
-            let trimmed = uri.trim_end_matches('/');
-            if trimmed.ends_with("/debian") {
-                return Some(trimmed.to_string());
-            }
-        }
-    }
-    None
-}
-
-fn source_uris(text: &str, deb822: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.starts_with('#') {
-            continue;
-        }
-        if deb822 {
-            if let Some(rest) = line.strip_prefix("URIs:") {
-                out.extend(rest.split_whitespace().map(str::to_string));
-            }
-        } else if let Some(rest) = line.strip_prefix("deb ") {
-            // deb [options] URI suite components
-            let mut words = rest.split_whitespace().peekable();
-            if words.peek().is_some_and(|w| w.starts_with('[')) {
-                for w in words.by_ref() {
-                    if w.ends_with(']') {
-                        break;
-                    }
-                }
-            }
-            if let Some(uri) = words.next() {
-                out.push(uri.to_string());
-            }
-        }
-    }
-    out
-}
-
-fn read_apt_sources() -> Vec<(PathBuf, String)> {
-    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
-        let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        more.sort();
-        files.extend(more);
-    }
-    files
-        .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
-        .collect()
-}
-
 /// Downloads the pinned .deb into the cache (once) and verifies its checksum.
 fn download(sh: &Shell, project: &Project, pin: &Pin, mirror: Option<&str>) -> Result<PathBuf> {
     let cache = project.cache_dir()?;
@@ -191,49 +137,12 @@ fn download(sh: &Shell, project: &Project, pin: &Pin, mirror: Option<&str>) -> R
 /// apt-get download with a private sources list and state directory; the system's
 /// apt configuration is read (for the archive URI) but never changed.
 fn apt_download(sh: &Shell, cache: &Path, pin: &Pin, mirror: Option<&str>) -> Result<PathBuf> {
-    let uri = match mirror {
-        Some(m) => m.trim_end_matches('/').to_string(),
-        None => archive_uri(&read_apt_sources()).context(
-            "no Debian archive URI in /etc/apt/sources.list{,.d}; pass --mirror URI \
-             (or set RDMABOND_DEBIAN_MIRROR)",
-        )?,
-    };
-    let apt = cache.join("apt");
-    let lists = apt.join("lists");
-    std::fs::create_dir_all(lists.join("partial"))
-        .with_context(|| format!("cannot create {}", lists.display()))?;
-    let list = apt.join("sources.list");
-    write_atomic(
-        &list,
-        format!("deb {uri} {} {}\n", pin.suite, pin.component).as_bytes(),
-    )?;
-    let opts = [
-        format!("-oDir::Etc::SourceList={}", list.display()),
-        "-oDir::Etc::SourceParts=/dev/null".to_string(),
-        format!("-oDir::State::Lists={}", lists.display()),
-        "-oAPT::Sandbox::User=root".to_string(),
-        "-oAPT::Get::List-Cleanup=0".to_string(),
-    ];
-    eprintln!("apt-get update ({} {})", pin.suite, pin.component);
-    let o = &opts;
-    cmd!(sh, "apt-get {o...} -q update")
-        .run()
-        .with_context(|| {
-            format!(
-                "apt-get update of {uri} {} failed; check the network or pass --mirror",
-                pin.suite
-            )
-        })?;
+    let uri = apt::uri(mirror)?;
+    let apt = PrivateApt::update(sh, cache, "apt", &uri, &pin.suite, &pin.component)?;
     let work = cache.join("dl/partial");
     let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
     let spec = pin.apt_spec();
-    let out = {
-        let _d = sh.push_dir(&work);
-        cmd!(sh, "apt-get {o...} -q download {spec}")
-            .ignore_status()
-            .output()?
-    };
+    let out = apt.download(sh, std::slice::from_ref(&spec), &work)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("was not found") || err.contains("Unable to locate") {
@@ -472,36 +381,6 @@ fn bump(sh: &Shell, project: &Project, args: BumpArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_archive_uri_in_deb822_and_one_line_sources() {
-        let deb822 = "Types: deb\n# http://snapshot.example/x\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n\
-                      Types: deb\nURIs: http://mirror.example/debian-security\n";
-        let srcs = vec![
-            (
-                PathBuf::from("/etc/apt/sources.list.d/other.list"),
-                "deb [arch=amd64] https://x.example/apt stable main\n".to_string(),
-            ),
-            (
-                PathBuf::from("/etc/apt/sources.list.d/debian.sources"),
-                deb822.to_string(),
-            ),
-        ];
-        assert_eq!(
-            archive_uri(&srcs).as_deref(),
-            Some("http://mirror.example/debian")
-        );
-        let one = vec![(
-            PathBuf::from("/etc/apt/sources.list"),
-            "# deb http://old.example/debian x\ndeb http://m.example/debian/ bookworm main\n"
-                .to_string(),
-        )];
-        assert_eq!(
-            archive_uri(&one).as_deref(),
-            Some("http://m.example/debian")
-        );
-        assert_eq!(archive_uri(&[]), None);
-    }
 
     #[test]
     fn strips_the_debian_stanza_only() {

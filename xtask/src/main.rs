@@ -2,6 +2,7 @@
 //! kernel, builds it, and runs its selftests in QEMU.
 
 mod apply;
+mod apt;
 mod build;
 mod check;
 mod ci;

@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use super::series::SeriesCtx;
+use super::sparse_tool::{self, Sparse};
 use super::{checkout, rel_path, Ctx, Outcome, Status};
 use crate::build::SERIES_OPTIONS;
 use crate::config;
@@ -86,8 +87,8 @@ pub struct Builder {
     fragment: PathBuf,
     /// Warning keys of the base build.
     base_keys: BTreeSet<String>,
-    /// Why sparse cannot run, when it cannot.
-    sparse_skip: Option<String>,
+    /// The sparse to run (`CHECK=`), or why there is none.
+    sparse: Sparse,
 }
 
 /// Runs `make` in the worktree under the machine-wide build lock; returns
@@ -134,7 +135,7 @@ impl Builder {
             dir,
             fragment,
             base_keys: BTreeSet::new(),
-            sparse_skip: None,
+            sparse: Sparse::Skip("not chosen yet".into()),
         };
         let base_log = b.dir.join(format!("base-{base}.log"));
         if !base_log.is_file() {
@@ -168,14 +169,25 @@ impl Builder {
         }
         let text = std::fs::read_to_string(&base_log)?;
         b.base_keys = parse_diags(&text, wt).iter().map(Diag::key).collect();
-        b.sparse_skip = sparse_usable(sh, wt).or_else(|| b.sparse_probe(base).err());
+        b.sparse = match sparse_tool::choose(sh, project, wt) {
+            Sparse::Use { check, about } => match b.sparse_probe(base, &check) {
+                Ok(()) => {
+                    eprintln!("check: sparse: {about}");
+                    Sparse::Use { check, about }
+                }
+                Err(why) => Sparse::Skip(format!("{about}: {why}")),
+            },
+            skip => skip,
+        };
         Ok(b)
     }
 
     /// Runs sparse on one unmodified base file once (cached in the build dir): a
     /// sparse too old for this kernel reports errors there. Err(reason) to skip.
-    fn sparse_probe(&self, base: &str) -> std::result::Result<(), String> {
-        let probe = self.dir.join(format!("sparse-probe-{base}.txt"));
+    fn sparse_probe(&self, base: &str, check: &str) -> std::result::Result<(), String> {
+        let tag = if check == "sparse" { "host" } else { "sid" };
+        let probe = self.dir.join(format!("sparse-probe-{base}-{tag}.txt"));
+        let check_var = format!("CHECK={check}");
         let text = match std::fs::read_to_string(&probe) {
             Ok(t) => t,
             Err(_) => {
@@ -184,7 +196,7 @@ impl Builder {
                     &self.project,
                     &self.wt,
                     &self.dir,
-                    &["C=2", "-j1", PROBE],
+                    &["C=2", &check_var, "-j1", PROBE],
                     &log,
                 )
                 .map(|(_, t)| t)
@@ -290,15 +302,16 @@ impl Builder {
 
     /// sparse findings on the touched C files as they are now.
     pub fn sparse(&self, ctx: &Ctx) -> Result<Vec<String>> {
-        if self.sparse_skip.is_some() {
+        let Sparse::Use { check, .. } = &self.sparse else {
             return Ok(Vec::new());
-        }
+        };
         let targets = self.sparse_targets(ctx);
         if targets.is_empty() {
             return Ok(Vec::new());
         }
         self.configure()?;
-        let mut args = vec!["C=2", "-j1"];
+        let check_var = format!("CHECK={check}");
+        let mut args = vec!["C=2", check_var.as_str(), "-j1"];
         args.extend(targets.iter().map(String::as_str));
         let log = self.dir.join("sparse.log");
         let (_, text) = make(&self.project, &self.wt, &self.dir, &args, &log)?;
@@ -307,7 +320,7 @@ impl Builder {
 
     /// New sparse findings after the patch.
     pub fn sparse_delta(&self, ctx: &Ctx, before: Vec<String>) -> Result<Outcome> {
-        if let Some(why) = &self.sparse_skip {
+        if let Sparse::Skip(why) = &self.sparse {
             return Ok(Outcome::skip("sparse", why.clone()));
         }
         if self.sparse_targets(ctx).is_empty() {
@@ -391,44 +404,6 @@ pub fn sparse_lines(log: &str, wt: &Path) -> Vec<String> {
     out
 }
 
-/// None when sparse is installed and new enough for this kernel; the reason otherwise.
-/// "New enough" is what the kernel itself asks: its scripts/checker-valid.sh (the
-/// test behind "C=1 specified, but sparse is not available or not up to date").
-fn sparse_usable(sh: &Shell, wt: &Path) -> Option<String> {
-    let version = cmd!(sh, "sparse --version")
-        .quiet()
-        .ignore_status()
-        .read()
-        .unwrap_or_default();
-    let version = version.trim();
-    if version.is_empty() {
-        return Some("sparse is not installed (apt-get install sparse)".into());
-    }
-    let script = wt.join("scripts/checker-valid.sh");
-    if !script.is_file() {
-        return None;
-    }
-    let verdict = cmd!(sh, "sh {script} sparse --arch=x86 -mlittle-endian -m64")
-        .quiet()
-        .ignore_status()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    sparse_verdict(version, &verdict)
-}
-
-/// The reason to skip sparse, from its version and checker-valid.sh's answer.
-fn sparse_verdict(version: &str, checker_valid: &str) -> Option<String> {
-    if checker_valid.trim() == "1" {
-        return None;
-    }
-    Some(format!(
-        "sparse {version} fails the kernel's scripts/checker-valid.sh (it cannot parse \
-         __typeof_unqual__), so `make C=1` would not run it; install a sparse that can \
-         (sparse from git, or Debian's 0.6.5 or later where the C library allows)"
-    ))
-}
-
 /// allnoconfig fragment of the check build: ci/*.config without Rust (the check
 /// build has no Rust; test-qemu builds it), the series' selftest configs, and the
 /// series' own drivers as modules.
@@ -493,14 +468,6 @@ make[2]: *** [x] Error 1\n";
         assert_eq!(d[2].file, "modpost");
         assert_eq!(d[2].level, "error");
         assert_eq!(d[3].file, "ld");
-    }
-
-    #[test]
-    fn sparse_too_old() {
-        assert_eq!(sparse_verdict("0.6.5", "1\n"), None);
-        let why = sparse_verdict("0.6.4 (Debian: 0.6.4-3)", "0\n").unwrap();
-        assert!(why.contains("0.6.4 (Debian: 0.6.4-3)"), "{why}");
-        assert!(why.contains("checker-valid.sh"), "{why}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod kdoc;
 mod rust_build;
 mod seeds;
 mod series;
+mod sparse_tool;
 mod style;
 mod table;
 mod uapi;
@@ -28,7 +29,7 @@ pub use diff::FileDiff;
 pub use series::placeholders;
 
 /// Bump when a check changes, so cached results are recomputed.
-const CACHE_VERSION: u32 = 4;
+const CACHE_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
@@ -199,7 +200,7 @@ pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
     let base = tree::base(sh, project)?;
     let _d = sh.push_dir(&project.tree);
     cmd!(sh, "git worktree prune").quiet().run()?;
-    cmd!(sh, "git worktree add --detach {wt} {base}")
+    cmd!(sh, "git worktree add --quiet --detach {wt} {base}")
         .quiet()
         .run()
         .with_context(|| format!("cannot create the worktree {}", wt.display()))?;

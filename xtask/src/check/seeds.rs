@@ -177,6 +177,26 @@ pub const SEEDS: &[Seed] = &[
         file: "samples/rust/rust_rdmabond_monitor.rs",
         needs_build: true,
     },
+    Seed {
+        name: "endianness mix-up only sparse sees",
+        subject: "RDMA/rdmabond: seed: return a host-order value as __be16",
+        signoff: true,
+        edits: &[
+            Edit::Before {
+                file: "drivers/infiniband/ulp/rdmabond/rdmabond.h",
+                anchor: "size_t rdmabond_get_size(",
+                text: "__be16 rdmabond_seed_be16(u16 port);\n",
+            },
+            Edit::After {
+                file: "drivers/infiniband/ulp/rdmabond/api.c",
+                anchor: "EXPORT_SYMBOL_GPL(",
+                text: "\n__be16 rdmabond_seed_be16(u16 port)\n{\n\treturn port;\n}\n",
+            },
+        ],
+        check: "sparse",
+        file: "drivers/infiniband/ulp/rdmabond/api.c",
+        needs_build: true,
+    },
 ];
 
 /// Applies one edit to a file's text.
