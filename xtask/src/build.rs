@@ -361,10 +361,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     if rust {
         let text = std::fs::read_to_string(&build_log)?;
         clippy::gate(&text, &project.tree, &dir, &build_log)?;
-        let linted = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with("CLIPPY"))
-            .count();
+        let linted = clippy::linted(&text);
         checks.push(format!(
             "kernel Rust code: CLIPPY=1 build with no warnings ({linted} object(s) linted now)"
         ));
@@ -378,8 +375,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         &[&mod_path, "INSTALL_MOD_STRIP=1", "modules_install"],
         &dir.join("modules_install.log"),
     )?;
-    let dotconfig_text = std::fs::read_to_string(&dotconfig)?;
-    if dotconfig_text.lines().any(|l| l == "CONFIG_RUST=y") {
+    if rust {
         let rustfmt = format!(
             "RUSTFMT={} --config-path {}",
             deps::KERNEL_RUSTFMT,

@@ -113,6 +113,13 @@ fn is_summary(message: &str) -> bool {
         || (message.contains(" generated ") && message.contains("warning"))
 }
 
+/// How many objects a kernel build log shows clippy-driver compiling.
+pub fn linted(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.trim_start().starts_with("CLIPPY"))
+        .count()
+}
+
 /// The object kbuild makes from a Rust source, so that deleting it makes the next
 /// build compile (and lint) that source again.
 pub fn object_of(file: &str) -> Option<String> {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::Shell;
 
+use super::rust_build::RustBuilder;
 use super::series::SeriesCtx;
 use super::sparse_tool::{self, Sparse};
 use super::{checkout, rel_path, Ctx, Outcome, Status};
@@ -89,6 +90,8 @@ pub struct Builder {
     base_keys: BTreeSet<String>,
     /// The sparse to run (`CHECK=`), or why there is none.
     sparse: Sparse,
+    /// The CLIPPY=1 build of Rust patches (a build directory of its own).
+    rust: RustBuilder,
 }
 
 /// Runs `make` in the worktree under the machine-wide build lock; returns
@@ -136,6 +139,7 @@ impl Builder {
             fragment,
             base_keys: BTreeSet::new(),
             sparse: Sparse::Skip("not chosen yet".into()),
+            rust: RustBuilder::new(sh, project, wt, workdir)?,
         };
         let base_log = b.dir.join(format!("base-{base}.log"));
         if !base_log.is_file() {
@@ -332,6 +336,11 @@ impl Builder {
             .map(|l| format!("{}: {l}", ctx.name()))
             .collect();
         Ok(Outcome::from_findings("sparse", Status::Fail, new))
+    }
+
+    /// The CLIPPY=1 check of a patch (N/A when it touches no .rs file).
+    pub fn clippy(&self, ctx: &Ctx) -> Result<Outcome> {
+        self.rust.check(ctx)
     }
 
     /// Series: `make headers` and the selftests the series adds build.

@@ -392,16 +392,6 @@ impl CheckArgs {
                 &list[0].parent,
             )?)
         };
-        let rust_builder = if self.fast {
-            None
-        } else {
-            Some(rust_build::RustBuilder::new(
-                sh,
-                project,
-                &wt,
-                &self.workdir,
-            )?)
-        };
         let mut reports = Vec::new();
         let mut known: Vec<String> = Vec::new();
         for (i, c) in list.iter().enumerate() {
@@ -415,10 +405,6 @@ impl CheckArgs {
                 std::fs::read_to_string(&cache_file)
                     .ok()
                     .and_then(|t| parse_cache(&t))
-                    .and_then(|(o, k)| {
-                        let rust = touches_rust(sh, project, &c.id);
-                        with_clippy(o, rust, self.fast).map(|o| (o, k))
-                    })
             };
             let report = match cached {
                 Some((outcomes, keys)) => PatchReport {
@@ -442,11 +428,6 @@ impl CheckArgs {
                     eprintln!("check: patch {index}/{}: {}", list.len(), c.subject);
                     let (outcomes, keys) =
                         check_patch(sh, project, &wt, index, c, builder.as_mut(), &known)?;
-                    let mut outcomes = outcomes;
-                    outcomes.push(match &rust_builder {
-                        Some(rb) => rb.check(&patch_ctx(sh, project, &wt, index, c)?)?,
-                        None => Outcome::skip("clippy", "--fast"),
-                    });
                     eprintln!("check: patch {index} took {}", fmt_duration(t.elapsed()));
                     crate::util::write_atomic(
                         &cache_file,
@@ -546,32 +527,6 @@ fn patch_ctx<'a>(
     })
 }
 
-/// Whether a commit touches a Rust file.
-fn touches_rust(sh: &Shell, project: &Project, id: &str) -> bool {
-    let _d = sh.push_dir(&project.tree);
-    cmd!(sh, "git show --no-renames --name-only --format= {id}")
-        .quiet()
-        .read()
-        .map(|out| out.lines().any(|l| l.ends_with(".rs")))
-        .unwrap_or(true)
-}
-
-/// A cached result from before the clippy check existed gets its clippy cell when
-/// that needs no build (`--fast`, or no Rust file); otherwise it is stale (None).
-fn with_clippy(mut outcomes: Vec<Outcome>, rust: bool, fast: bool) -> Option<Vec<Outcome>> {
-    if outcomes.iter().any(|o| o.check == "clippy") {
-        return Some(outcomes);
-    }
-    if fast {
-        outcomes.push(Outcome::skip("clippy", "--fast"));
-    } else if rust {
-        return None;
-    } else {
-        outcomes.push(Outcome::new("clippy", Status::NotApplicable));
-    }
-    Some(outcomes)
-}
-
 /// Runs every per-patch check of one commit.
 fn check_patch(
     sh: &Shell,
@@ -596,18 +551,20 @@ fn check_patch(
     ctx.checkout(&commit.id)?;
     let mut out = vec![checkpatch::run(&ctx)?];
     let mut keys = Vec::new();
-    match builder {
+    let clippy = match builder {
         Some(b) => {
             let (o, k) = b.build_patch(&ctx, known)?;
             out.push(o);
             keys = k;
             out.push(b.sparse_delta(&ctx, sparse_before.unwrap_or_default())?);
+            b.clippy(&ctx)?
         }
         None => {
             out.push(Outcome::skip("build", "--fast"));
             out.push(Outcome::skip("sparse", "--fast"));
+            Outcome::skip("clippy", "--fast")
         }
-    }
+    };
     out.push(kdoc::delta(&ctx, &kdoc_before)?);
     out.push(kdoc::exported(&ctx)?);
     out.extend(style::run(&ctx));
@@ -615,6 +572,7 @@ fn check_patch(
     out.extend(style::lints_delta(&ctx, &lint_before)?);
     out.push(style::rust(&ctx)?);
     out.push(uapi::append_only(&ctx, uapi_before)?);
+    out.push(clippy);
     Ok((out, keys))
 }
 
@@ -694,18 +652,6 @@ mod tests {
         let kept = std::fs::read_to_string(wt.join(".rustfmt.toml")).unwrap();
         assert_eq!(kept, "mine\n", "an existing file is not overwritten");
         let _ = std::fs::remove_dir_all(&base);
-    }
-
-    #[test]
-    fn old_cache_entries_get_a_clippy_cell_or_go_stale() {
-        let o = vec![Outcome::new("checkpatch", Status::Pass)];
-        let fast = with_clippy(o.clone(), true, true).unwrap();
-        assert_eq!(fast[1].status, Status::Skip);
-        let na = with_clippy(o.clone(), false, false).unwrap();
-        assert_eq!(na[1].status, Status::NotApplicable);
-        assert!(with_clippy(o, true, false).is_none());
-        let has = vec![Outcome::new("clippy", Status::Pass)];
-        assert_eq!(with_clippy(has, true, false).unwrap().len(), 1);
     }
 
     #[test]

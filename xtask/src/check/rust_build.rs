@@ -134,10 +134,7 @@ impl RustBuilder {
             }
         }
         if out.status == Status::Pass {
-            let linted = log_text
-                .lines()
-                .filter(|l| l.trim_start().starts_with("CLIPPY"))
-                .count();
+            let linted = clippy::linted(&log_text);
             out.details.insert(
                 0,
                 format!(
