@@ -1,5 +1,12 @@
 //! `rbc server`: listens on the given addresses, delivers each stream's messages
 //! once and in order, and acknowledges every message with its counters.
+//!
+//! A listening id stays bound to the RDMA device it listened on. When its
+//! address moves (rdmabond failover or failback), it gets
+//! `RDMA_CM_EVENT_ADDR_CHANGE`: the server then listens again on the same
+//! address, which binds the new id to the device that now holds it, so new
+//! clients keep being accepted. This is the re-listen pattern every RDMA CM
+//! server needs on a moved address.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -22,10 +29,7 @@ pub fn run(o: &Options) -> Result<()> {
     let ch = Channel::new()?;
     let mut listeners = Vec::new();
     for a in &o.addrs {
-        let mut l = ch.create_id()?;
-        l.bind_listen(SocketAddr::new(*a, o.port))
-            .with_context(|| format!("cannot listen on {a} port {}", o.port))?;
-        listeners.push(l);
+        listeners.push(listen(&ch, SocketAddr::new(*a, o.port))?);
     }
     eprintln!("rbc server: listening on {:?} port {}", o.addrs, o.port);
     let mut conns: HashMap<usize, Conn> = HashMap::new();
@@ -62,6 +66,16 @@ pub fn run(o: &Options) -> Result<()> {
                     if let Some(c) = conns.get(&key) {
                         eprintln!("rbc server: connection established on {}", c.device());
                     }
+                }
+                ffi::RDMA_CM_EVENT_ADDR_CHANGE
+                    if let Some(i) = listeners.iter().position(|l| l.id() == ev.id) =>
+                {
+                    let addr = SocketAddr::new(o.addrs[i], o.port);
+                    // The old id goes first: the new one binds the same port.
+                    drop(listeners.remove(i));
+                    let l = listen(&ch, addr)?;
+                    eprintln!("rbc server: address moved, listening on {addr} again, on {}", l.device());
+                    listeners.insert(i, l);
                 }
                 _ => {
                     if conns.remove(&key).is_some() {
@@ -108,4 +122,12 @@ pub fn run(o: &Options) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A new id listening on `addr`.
+fn listen(ch: &Channel, addr: SocketAddr) -> Result<Conn> {
+    let mut l = ch.create_id()?;
+    l.bind_listen(addr)
+        .with_context(|| format!("cannot listen on {} port {}", addr.ip(), addr.port()))?;
+    Ok(l)
 }
