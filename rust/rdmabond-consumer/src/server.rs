@@ -74,7 +74,10 @@ pub fn run(o: &Options) -> Result<()> {
                     // The old id goes first: the new one binds the same port.
                     drop(listeners.remove(i));
                     let l = listen(&ch, addr)?;
-                    eprintln!("rbc server: address moved, listening on {addr} again, on {}", l.device());
+                    eprintln!(
+                        "rbc server: address moved, listening on {addr} again, on {}",
+                        l.device()
+                    );
                     listeners.insert(i, l);
                 }
                 _ => {
