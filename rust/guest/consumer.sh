@@ -14,6 +14,12 @@
 # server listens on b0 and b1 of host B. Each client run takes a0 down at
 # 3 s and up again at 8 s, generates messages for 12 s and then waits for
 # every message to be acknowledged.
+#
+# Then the re-listen pattern: an rbc server on a0's IPv4 address of host A
+# listens again when it gets ADDR_CHANGE, so after a failover (and after the
+# failback) its listener is on the rxe device that holds the address, and a
+# client of host B (over group rb1 of b0 and b1) is served. Failures print
+# "rbc-error: relisten: ...".
 
 set -u
 
@@ -84,9 +90,60 @@ rdmabond_settled()
 		grep -qE '"state": "(down|failback-pending)"'
 }
 
+# relisten_client WHEN: a short run from host B to the server on host A.
+relisten_client()
+{
+	if ! ip netns exec "$NS_B" "$rbc" client --group rb1 -k 1 \
+		--port 18516 --duration 1s --drain 20s "${IP4_A[0]}" \
+		>/dev/null 2>"$TOPO_TMPDIR/relisten-client.log"; then
+		sed "s/^/rbc-client-relisten: /" "$TOPO_TMPDIR/relisten-client.log"
+		echo "rbc-error: relisten: the server on ${IP4_A[0]} did not" \
+			"serve host B $1"
+		return 1
+	fi
+	echo "rbc-relisten: served host B $1"
+}
+
+# relisten: the server on a0's address follows it to a1 and back.
+relisten()
+{
+	local a0=${PORTS_A[0]} ret=0
+
+	ip netns exec "$NS_B" "$rbc" create rb1 || fail "cannot create rb1"
+	ip -n "$NS_B" link set rb1 up
+	for p in "${PORTS_B[@]}"; do
+		ip -n "$NS_B" link set "$p" master rb1 ||
+			fail "cannot enslave $p"
+	done
+	topo_bg "$TOPO_TMPDIR/relisten.log" ip netns exec "$NS_A" "$rbc" \
+		server --port 18516 "${IP4_A[0]}"
+	topo_wait 20 topo_cm_listening "$NS_A" "${RXE_A[0]}" "${IP4_A[0]}" \
+		18516 || fail "relisten: the server does not listen on ${IP4_A[0]}"
+	relisten_client "before the failover" || ret=1
+
+	ip -n "$NS_A" link set "$a0" down
+	if ! topo_wait 20 topo_cm_listening "$NS_A" "${RXE_A[1]}" \
+	     "${IP4_A[0]}" 18516; then
+		echo "rbc-error: relisten: no listener on ${RXE_A[1]} after the failover"
+		ret=1
+	fi
+	relisten_client "after the failover" || ret=1
+
+	ip -n "$NS_A" link set "$a0" up
+	if ! topo_wait 20 topo_cm_listening "$NS_A" "${RXE_A[0]}" \
+	     "${IP4_A[0]}" 18516; then
+		echo "rbc-error: relisten: no listener on ${RXE_A[0]} after the failback"
+		ret=1
+	fi
+	relisten_client "after the failback" || ret=1
+	sed 's/^/rbc-server-relisten: /' "$TOPO_TMPDIR/relisten.log"
+	return "$ret"
+}
+
 rc=0
 client ipv4 "${IP4_B[@]}" || rc=1
 client ipv6 "${IP6_B[@]}" || rc=1
 sed 's/^/rbc-server: /' "$TOPO_TMPDIR/server.log"
+relisten || rc=1
 echo "rbc-exit: $rc"
 exit "$rc"

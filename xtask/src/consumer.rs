@@ -20,6 +20,13 @@ pub const CONNECTIONS: u32 = 4;
 /// Prefix of the report line the guest script prints.
 const REPORT: &str = "rbc-report: ";
 const ERROR: &str = "rbc-error: ";
+const RELISTEN: &str = "rbc-relisten: served host B ";
+/// The stages of consumer.sh's re-listen check, in order.
+const RELISTEN_STAGES: [&str; 3] = [
+    "before the failover",
+    "after the failover",
+    "after the failback",
+];
 
 /// Whether a `--filter` asks for the consumer run.
 pub fn wanted(filter: Option<&str>) -> bool {
@@ -278,9 +285,16 @@ fn report_cases(
 pub fn parse(lines: &[(f64, String)]) -> Results {
     let mut cases = Vec::new();
     let mut reports = Vec::new();
+    let mut relistened = Vec::new();
+    let mut relisten_errors = Vec::new();
     for (_, l) in lines {
         if let Some(e) = l.strip_prefix(ERROR) {
-            cases.push(case("run", false, Some(e.to_string())));
+            match e.strip_prefix("relisten: ") {
+                Some(why) => relisten_errors.push(why.to_string()),
+                None => cases.push(case("run", false, Some(e.to_string()))),
+            }
+        } else if let Some(stage) = l.strip_prefix(RELISTEN) {
+            relistened.push(stage.trim().to_string());
         } else if let Some(json) = l.strip_prefix(REPORT) {
             match serde_json::from_str::<Value>(json) {
                 Ok(v) => reports.push(v),
@@ -294,6 +308,18 @@ pub fn parse(lines: &[(f64, String)]) -> Results {
             &format!("({f}) report"),
             seen,
             Some("the guest printed no report".into()),
+        ));
+    }
+    for stage in RELISTEN_STAGES {
+        let why = if relisten_errors.is_empty() {
+            "the guest printed no result".to_string()
+        } else {
+            relisten_errors.join("; ")
+        };
+        cases.push(case(
+            &format!("server re-listening on a moved address serves a client {stage}"),
+            relistened.iter().any(|s| s == stage),
+            Some(why),
         ));
     }
     let mut table = vec![table_header()];
@@ -365,15 +391,42 @@ mod tests {
             [
                 "consumer: run",
                 "consumer: (ipv6) report",
+                "consumer: server re-listening on a moved address serves a client before the failover",
+                "consumer: server re-listening on a moved address serves a client after the failover",
+                "consumer: server re-listening on a moved address serves a client after the failback",
                 "consumer: (ipv4) connections even among healthy ports (end)",
                 "consumer: (ipv4) failback: address moved, ADDR_CHANGE, traffic again"
             ]
         );
-        assert_eq!(r.cases.len(), 11);
+        assert_eq!(r.cases.len(), 14);
         assert!(r.table[1].contains("ipv4 failover"), "{:?}", r.table);
         assert!(r.table[2].contains("never"));
         assert!(r.table.iter().any(|l| l.contains("a0=0 (down) a1=4")));
         assert!(r.report.as_ref().unwrap()["ipv4"]["messages"] == 100);
+    }
+
+    #[test]
+    fn relisten_stages_become_cases() {
+        let r = parse(&lines(
+            "rbc-relisten: served host B before the failover\n\
+             rbc-error: relisten: no listener on rxe_a1 after the failover\n\
+             rbc-relisten: served host B after the failback\n",
+        ));
+        let relisten: Vec<_> = r
+            .cases
+            .iter()
+            .filter(|c| c.name.contains("re-listening"))
+            .collect();
+        assert_eq!(relisten.len(), 3);
+        assert_eq!(relisten[0].outcome, Outcome::Pass);
+        assert_eq!(relisten[1].outcome, Outcome::Fail);
+        assert_eq!(
+            relisten[1].directive.as_deref(),
+            Some("no listener on rxe_a1 after the failover")
+        );
+        assert_eq!(relisten[2].outcome, Outcome::Pass);
+        // A relisten error is not a failure of the whole run.
+        assert!(!failed(&r).contains(&"consumer: run"));
     }
 
     #[test]
@@ -384,7 +437,10 @@ mod tests {
             [
                 "consumer: run",
                 "consumer: (ipv4) report",
-                "consumer: (ipv6) report"
+                "consumer: (ipv6) report",
+                "consumer: server re-listening on a moved address serves a client before the failover",
+                "consumer: server re-listening on a moved address serves a client after the failover",
+                "consumer: server re-listening on a moved address serves a client after the failback"
             ]
         );
         assert_eq!(r.cases[0].directive.as_deref(), Some("cannot create rb0"));
