@@ -104,6 +104,21 @@ relisten_client()
 	echo "rbc-relisten: served host B $1"
 }
 
+# relisten_stage RXE WHEN CMD...: after CMD the server listens on RXE again
+# and serves host B.
+relisten_stage()
+{
+	local rxe=$1 when=$2; shift 2
+
+	"$@"
+	if ! topo_wait 20 topo_cm_listening "$NS_A" "$rxe" "${IP4_A[0]}" \
+	     18516; then
+		echo "rbc-error: relisten: no listener on $rxe $when"
+		return 1
+	fi
+	relisten_client "$when"
+}
+
 # relisten: the server on a0's address follows it to a1 and back.
 relisten()
 {
@@ -121,21 +136,10 @@ relisten()
 		18516 || fail "relisten: the server does not listen on ${IP4_A[0]}"
 	relisten_client "before the failover" || ret=1
 
-	ip -n "$NS_A" link set "$a0" down
-	if ! topo_wait 20 topo_cm_listening "$NS_A" "${RXE_A[1]}" \
-	     "${IP4_A[0]}" 18516; then
-		echo "rbc-error: relisten: no listener on ${RXE_A[1]} after the failover"
-		ret=1
-	fi
-	relisten_client "after the failover" || ret=1
-
-	ip -n "$NS_A" link set "$a0" up
-	if ! topo_wait 20 topo_cm_listening "$NS_A" "${RXE_A[0]}" \
-	     "${IP4_A[0]}" 18516; then
-		echo "rbc-error: relisten: no listener on ${RXE_A[0]} after the failback"
-		ret=1
-	fi
-	relisten_client "after the failback" || ret=1
+	relisten_stage "${RXE_A[1]}" "after the failover" \
+		ip -n "$NS_A" link set "$a0" down || ret=1
+	relisten_stage "${RXE_A[0]}" "after the failback" \
+		ip -n "$NS_A" link set "$a0" up || ret=1
 	sed 's/^/rbc-server-relisten: /' "$TOPO_TMPDIR/relisten.log"
 	return "$ret"
 }
