@@ -108,6 +108,22 @@ fn num(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(u64::MAX)
 }
 
+/// The attempts each reconnection on ADDR_CHANGE took, from a report.
+fn change_attempts(r: &Value) -> Vec<u64> {
+    r["change_attempts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| n.as_u64().unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// The kernel tells consumers only once a moved address is usable: every
+/// reconnection on ADDR_CHANGE must connect at its first attempt.
+fn first_attempts_ok(attempts: &[u64]) -> bool {
+    !attempts.is_empty() && attempts.iter().all(|&n| n == 1)
+}
+
 /// Connections per port even among healthy ports: none on unhealthy ones, the
 /// healthy ones within one of each other, `total` in all.
 pub fn spread_problem(snapshot: &Value, total: u64) -> Option<String> {
@@ -211,6 +227,16 @@ fn report_cases(
         dup == 0,
         Some(format!("{dup} duplicated")),
     ));
+    let attempts = change_attempts(r);
+    cases.push(case(
+        &name("reconnects on ADDR_CHANGE work at the first attempt"),
+        first_attempts_ok(&attempts),
+        Some(if attempts.is_empty() {
+            "no reconnection on ADDR_CHANGE in the report".into()
+        } else {
+            format!("attempts per reconnection: {attempts:?}")
+        }),
+    ));
     let total = num(r, "connections");
     for s in r["snapshots"].as_array().into_iter().flatten() {
         let label = s["label"].as_str().unwrap_or("?");
@@ -258,6 +284,11 @@ fn report_cases(
         num(r, "resent"),
         num(r, "resent_dups_dropped"),
         num(r, "reconnects")
+    ));
+    summary.push(format!(
+        "{family}: reconnects on ADDR_CHANGE {}, at the first attempt {}",
+        attempts.len(),
+        attempts.iter().filter(|&&n| n == 1).count()
     ));
     for s in r["snapshots"].as_array().into_iter().flatten() {
         let ports: Vec<String> = s["ports"]
@@ -360,7 +391,7 @@ mod tests {
     use super::*;
 
     const REPORT_JSON: &str = r#"{"family":"ipv4","connections":4,"messages":100,"delivered":100,"lost":0,
-        "duplicated":0,"resent":3,"resent_dups_dropped":1,"reconnects":4,
+        "duplicated":0,"resent":3,"resent_dups_dropped":1,"reconnects":4,"change_attempts":[1,1,2],
         "snapshots":[
           {"label":"before failover","ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":2}}},
           {"label":"before failback","ports":{"a0":{"healthy":false,"connections":0},"a1":{"healthy":true,"connections":4}}},
@@ -394,15 +425,26 @@ mod tests {
                 "consumer: server re-listening on a moved address serves a client before the failover",
                 "consumer: server re-listening on a moved address serves a client after the failover",
                 "consumer: server re-listening on a moved address serves a client after the failback",
+                "consumer: (ipv4) reconnects on ADDR_CHANGE work at the first attempt",
                 "consumer: (ipv4) connections even among healthy ports (end)",
                 "consumer: (ipv4) failback: address moved, ADDR_CHANGE, traffic again"
             ]
         );
-        assert_eq!(r.cases.len(), 14);
+        assert_eq!(r.cases.len(), 15);
         assert!(r.table[1].contains("ipv4 failover"), "{:?}", r.table);
         assert!(r.table[2].contains("never"));
         assert!(r.table.iter().any(|l| l.contains("a0=0 (down) a1=4")));
         assert!(r.report.as_ref().unwrap()["ipv4"]["messages"] == 100);
+    }
+
+    #[test]
+    fn first_attempts() {
+        assert!(first_attempts_ok(&[1, 1, 1]));
+        assert!(!first_attempts_ok(&[1, 2]));
+        assert!(!first_attempts_ok(&[]));
+        let r: Value = serde_json::from_str(r#"{"change_attempts":[1,3]}"#).unwrap();
+        assert_eq!(change_attempts(&r), [1, 3]);
+        assert!(change_attempts(&Value::Null).is_empty());
     }
 
     #[test]

@@ -5,9 +5,28 @@ use xshell::{cmd, Shell};
 
 use crate::project::{Project, WORK_BRANCH};
 
+/// Fails, with the command that makes one, when there is no kernel tree yet.
+pub fn require(project: &Project) -> Result<()> {
+    if project.tree.join(".git").exists() {
+        return Ok(());
+    }
+    if project.external_tree {
+        bail!(
+            "{} is not a git checkout: pass the top of a linux clone to --tree",
+            project.tree.display()
+        );
+    }
+    bail!(
+        "there is no kernel tree in {} yet: run `cargo xtask kernel fetch` (or pass your own \
+         linux clone with --tree)",
+        project.tree.display()
+    )
+}
+
 /// Refuses to continue when the kernel tree has uncommitted edits to tracked files
 /// or an interrupted git am/rebase, naming them and what to do.
 pub fn ensure_clean(sh: &Shell, project: &Project, action: &str) -> Result<()> {
+    require(project)?;
     let _d = sh.push_dir(&project.tree);
     let git_dir = cmd!(sh, "git rev-parse --git-dir").quiet().read()?;
     let git_dir = project.tree.join(git_dir);
@@ -37,6 +56,7 @@ pub fn ensure_clean(sh: &Shell, project: &Project, action: &str) -> Result<()> {
 
 /// The commit id of a revision, or None when it does not exist.
 pub fn rev(sh: &Shell, project: &Project, rev: &str) -> Result<Option<String>> {
+    require(project)?;
     let _d = sh.push_dir(&project.tree);
     let spec = format!("{rev}^{{commit}}");
     let out = cmd!(sh, "git rev-parse --verify --quiet {spec}")

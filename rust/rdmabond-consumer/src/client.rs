@@ -54,6 +54,9 @@ struct Stream {
     counters: Counters,
     port: Option<String>,
     flowing: bool,
+    /// Connection attempts since the live id got ADDR_CHANGE, until one is
+    /// established; None when the stream did not reconnect for an ADDR_CHANGE.
+    after_change: Option<u32>,
 }
 
 struct Client<'a> {
@@ -72,6 +75,8 @@ struct Client<'a> {
     sent: u64,
     resent: u64,
     reconnects: u64,
+    /// For each reconnection on ADDR_CHANGE: the attempts it took.
+    change_attempts: Vec<u32>,
     addr_host: HashMap<IpAddr, u32>,
     names: HashMap<u32, String>,
 }
@@ -89,6 +94,9 @@ impl Client<'_> {
         let s = &mut self.streams[i];
         s.conn = Some(c);
         s.phase = Phase::Resolving;
+        if let Some(n) = s.after_change.as_mut() {
+            *n += 1;
+        }
         Ok(())
     }
 
@@ -156,6 +164,9 @@ impl Client<'_> {
                 let s = &mut self.streams[i];
                 s.phase = Phase::Up;
                 s.posted = s.acked;
+                if let Some(n) = s.after_change.take() {
+                    self.change_attempts.push(n);
+                }
                 let c = s.conn.as_ref().expect("established without a connection");
                 let device = c.device();
                 let port = rdma::netdev_of(&device, c.port_num())
@@ -182,6 +193,9 @@ impl Client<'_> {
                     retired: false,
                 });
                 self.reset(i, Duration::ZERO);
+                // Reconnecting at once must work at the first attempt: the
+                // kernel tells only once the address is usable.
+                self.streams[i].after_change = Some(0);
                 Ok(())
             }
             _ => Err(anyhow::anyhow!("{} (status {})", ev.name(), ev.status)),
@@ -375,6 +389,7 @@ pub fn run(o: &Options) -> Result<Report> {
                 counters: Counters::default(),
                 port: None,
                 flowing: false,
+                after_change: None,
             })
             .collect(),
         ch: Channel::new()?,
@@ -384,6 +399,7 @@ pub fn run(o: &Options) -> Result<Report> {
         sent: 0,
         resent: 0,
         reconnects: 0,
+        change_attempts: Vec::new(),
         addr_host: dump.addrs()?.iter().map(|a| (a.addr, a.ifindex)).collect(),
         names: dump
             .links()?
@@ -538,6 +554,7 @@ pub fn run(o: &Options) -> Result<Report> {
         duplicated: server.duplicated,
         resent_dups_dropped: server.resent_dups,
         reconnects: c.reconnects,
+        change_attempts: c.change_attempts,
         server,
         snapshots,
         timings,

@@ -95,6 +95,9 @@ pub struct Report {
     pub duplicated: u64,
     pub resent_dups_dropped: u64,
     pub reconnects: u64,
+    /// For each reconnection made because the live id got ADDR_CHANGE, the
+    /// connection attempts it took (1: the first one worked).
+    pub change_attempts: Vec<u32>,
     pub server: Counters,
     pub snapshots: Vec<Snapshot>,
     pub timings: Vec<Timing>,
