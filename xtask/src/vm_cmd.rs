@@ -30,9 +30,17 @@ pub fn sh_quote(word: &str) -> String {
 }
 
 impl VmArgs {
-    pub fn run(self, _sh: &Shell, project: &Project) -> Result<()> {
+    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
         let dir = project.build_dir(self.variant.name());
         let image = dir.join("arch/x86/boot/bzImage");
+        if !image.is_file() {
+            anyhow::bail!(
+                "no kernel image {}: build one first with `cargo xtask build --variant {}`",
+                image.display(),
+                self.variant.name()
+            );
+        }
+        crate::deps::ensure(sh, "the VM", crate::deps::QEMU)?;
         // The same choice as test-qemu: RDMABOND_ACCEL, else the (cached) KVM probe.
         let (accel, _) = vm::choose_accel(|| test_qemu::cached_probe(project, &image))?;
         let words: Vec<String> = self.command.iter().map(|w| sh_quote(w)).collect();
