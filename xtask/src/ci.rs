@@ -85,7 +85,7 @@ impl CiArgs {
         if !self.no_qemu {
             let args = TestQemuArgs {
                 filter: None,
-                timeout: 2400,
+                timeout: 3600,
                 mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
                 variants: vec![Variant::Y, Variant::M],
             };

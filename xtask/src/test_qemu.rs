@@ -24,7 +24,7 @@ pub struct TestQemuArgs {
     #[arg(long)]
     pub filter: Option<String>,
     /// Hard limit for the guest run, in seconds.
-    #[arg(long, default_value_t = 2400)]
+    #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
     /// Debian archive URI for the kernel download.
     #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
