@@ -25,6 +25,9 @@ pub enum Variant {
     Y,
     /// As loadable modules.
     M,
+    /// As modules, on a debug kernel (`ci/debug/dbg.config`: lockdep, KASAN,
+    /// kmemleak, the netdev reference trackers), built with GCC and without Rust.
+    Dbg,
 }
 
 impl Variant {
@@ -33,13 +36,31 @@ impl Variant {
         match self {
             Variant::Y => "y",
             Variant::M => "m",
+            Variant::Dbg => "dbg",
         }
     }
+
+    /// Whether the series' drivers are modules in this variant.
+    pub fn modular(self) -> bool {
+        self != Variant::Y
+    }
+}
+
+/// The debug variant's fragment, merged last.
+pub const DBG_FRAGMENT: &str = "ci/debug/dbg.config";
+
+/// Whether an option is (or needs) the kernel's Rust support, which the debug variant
+/// leaves out: with GCC, `CONFIG_RUST` excludes KASAN.
+pub fn is_rust_option(name: &str) -> bool {
+    ["CONFIG_RUST", "CONFIG_SAMPLES_RUST", "CONFIG_SAMPLE_RUST_"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Build the series' drivers built in (y) or as modules (m).
+    /// Build the series' drivers built in (y), as modules (m), or as modules on a
+    /// debug kernel (dbg).
     #[arg(long, value_enum, default_value = "y")]
     pub variant: Variant,
     /// Only write and verify the .config.
@@ -117,7 +138,8 @@ pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
 }
 
 /// The fragments, in merge order: ci/*.config, the series' selftest configs, variant
-/// (for `m`, without `builtin_only`).
+/// (for `m` and `dbg`, without `builtin_only`; for `dbg`, without Rust and with
+/// [`DBG_FRAGMENT`] last).
 pub fn fragments(
     project: &Project,
     targets: &[String],
@@ -154,7 +176,7 @@ pub fn fragments(
             )?);
         }
     }
-    if variant == Variant::M {
+    if variant.modular() {
         let asked: Vec<&String> = out.iter().flatten().map(|w| &w.name).collect();
         let mods: Vec<Want> = SERIES_OPTIONS
             .iter()
@@ -162,13 +184,28 @@ pub fn fragments(
             .map(|o| Want {
                 name: o.to_string(),
                 value: "m".into(),
-                origin: "--variant m".into(),
+                origin: format!("--variant {}", variant.name()),
             })
             .collect();
         out.push(mods);
         for frag in &mut out {
             frag.retain(|w| !builtin_only.contains(&w.name));
         }
+    }
+    if variant == Variant::Dbg {
+        for frag in &mut out {
+            frag.retain(|w| !is_rust_option(&w.name));
+        }
+        let f = project.root.join(DBG_FRAGMENT);
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        let mut dbg = config::parse_fragment(&text, DBG_FRAGMENT)?;
+        dbg.push(Want {
+            name: "CONFIG_RUST".into(),
+            value: "n".into(),
+            origin: "--variant dbg (GCC: Rust excludes KASAN)".into(),
+        });
+        out.push(dbg);
     }
     Ok(out)
 }
@@ -288,13 +325,15 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     let dir = project.build_dir(variant.name());
     std::fs::create_dir_all(&dir)?;
     let targets = selftest_targets(&tree::added_files(sh, project)?);
-    let builtin_only = match variant {
-        Variant::M => builtin_only(sh, project)?,
-        Variant::Y => Vec::new(),
+    let builtin_only = if variant.modular() {
+        builtin_only(sh, project)?
+    } else {
+        Vec::new()
     };
     if !builtin_only.is_empty() {
         eprintln!(
-            "--variant m leaves out what needs the series built in: {}",
+            "--variant {} leaves out what needs the series built in: {}",
+            variant.name(),
             builtin_only.join(", ")
         );
     }
@@ -443,5 +482,14 @@ mod tests {
         let log = "CC a.o\nCC b.o\nCC c.o\nCC d.o\nd.c:1:1: error: x\nmake: *** [d.o] Error 1\n";
         assert!(first_errors(log, 3).starts_with("CC b.o\nCC c.o\nCC d.o"));
         assert_eq!(first_errors("a\nb\nc\n", 2), "b\nc");
+    }
+
+    #[test]
+    fn dbg_leaves_rust_out() {
+        assert!(is_rust_option("CONFIG_RUST"));
+        assert!(is_rust_option("CONFIG_SAMPLE_RUST_RDMABOND_MONITOR"));
+        assert!(is_rust_option("CONFIG_SAMPLES_RUST"));
+        assert!(!is_rust_option("CONFIG_KASAN"));
+        assert!(!is_rust_option("CONFIG_SAMPLES"));
     }
 }

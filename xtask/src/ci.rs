@@ -87,7 +87,7 @@ impl CiArgs {
                 filter: None,
                 timeout: 3600,
                 mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
-                variants: vec![Variant::Y, Variant::M],
+                variants: vec![Variant::Y, Variant::Dbg],
             };
             match args.run_counted(sh, project) {
                 Ok(c) => {

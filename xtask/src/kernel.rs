@@ -319,6 +319,12 @@ fn git_import(sh: &Shell, top: &Path, pin: &Pin) -> Result<()> {
     let tag = pin.base_tag();
     eprintln!("creating the base commit (about a minute)");
     cmd!(sh, "git init -q -b {tag}-branch").run()?;
+    // The import commit holds ~90k files: with automatic gc on, git starts a detached
+    // `git gc --auto` that expires the reflog under HEAD.lock while `apply` (run next
+    // by test-qemu) checks out the work branch, which then fails with "cannot lock
+    // ref 'HEAD'" (seen on a fresh machine, 2026-12-02). The xtask never needs gc here.
+    cmd!(sh, "git config gc.auto 0").run()?;
+    cmd!(sh, "git config maintenance.auto false").run()?;
     cmd!(sh, "git add -A")
         .run()
         .context("git add of the kernel tree failed")?;

@@ -11,6 +11,7 @@ mod config;
 mod deps;
 mod export;
 mod kernel;
+mod kmemleak;
 mod ktap;
 mod pin;
 mod project;

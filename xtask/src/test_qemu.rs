@@ -10,6 +10,7 @@ use crate::apply;
 use crate::build::{self, Built, Variant};
 use crate::deps;
 use crate::kernel;
+use crate::kmemleak;
 use crate::ktap::{self, Case, Counts, Outcome};
 use crate::project::Project;
 use crate::util::{fmt_duration, Phases};
@@ -31,8 +32,9 @@ pub struct TestQemuArgs {
     pub mirror: Option<String>,
     /// Which builds of the series to test, in order: `y` boots the built-in driver
     /// and runs every selftest; `m` builds the driver as a module and runs the tests
-    /// that load and unload it (see `MODULE_TESTS`).
-    #[arg(long, value_delimiter = ',', default_value = "y,m")]
+    /// that load and unload it (see `MODULE_TESTS`); `dbg` is `m` on a debug kernel
+    /// (lockdep, KASAN, kmemleak, reference trackers) and runs `DBG_TESTS`.
+    #[arg(long, value_delimiter = ',', default_value = "y,dbg")]
     pub variants: Vec<Variant>,
 }
 
@@ -40,6 +42,17 @@ pub struct TestQemuArgs {
 /// when the series has none of them yet, the module build runs every test.
 pub const MODULE_TESTS: &[&str] = &["teardown.sh"];
 
+/// Selftests the debug kernel runs: the ones that exercise the locking and reference
+/// rules (groups and attributes, failover, teardown and unload, the storm, malformed
+/// netlink). The others run on the `=y` kernel only: under TCG the debug kernel is
+/// several times slower.
+pub const DBG_TESTS: &[&str] = &[
+    "basic.sh",
+    "failover.sh",
+    "teardown.sh",
+    "storm.sh",
+    "netlink.sh",
+];
 /// One boot: a kernel variant and the tests it runs.
 struct Stage<'a> {
     variant: Variant,
@@ -55,6 +68,16 @@ impl<'a> Stage<'a> {
         match self.variant {
             Variant::Y => "built-in driver (=y)",
             Variant::M => "driver as a module (=m)",
+            Variant::Dbg => "debug kernel, driver as a module (dbg)",
+        }
+    }
+
+    /// The prefix of this stage's case names.
+    fn prefix(&self) -> &'static str {
+        match self.variant {
+            Variant::Y => "",
+            Variant::M => "[=m] ",
+            Variant::Dbg => "[dbg] ",
         }
     }
 
@@ -63,17 +86,25 @@ impl<'a> Stage<'a> {
         self.variant == Variant::Y && consumer::wanted(self.filter)
     }
 
-    /// The tests this stage runs, as `-t` selections (empty: all).
+    /// The tests this stage runs, as `collection:test` names, in list order.
     fn select(&self, list: &str) -> Result<Vec<String>> {
         if self.filter.is_some() || self.variant == Variant::Y {
             return select_tests(list, self.filter);
         }
+        let wanted = match self.variant {
+            Variant::Dbg => DBG_TESTS,
+            _ => MODULE_TESTS,
+        };
         let picked: Vec<String> = list
             .lines()
             .map(str::trim)
-            .filter(|t| MODULE_TESTS.iter().any(|m| t.ends_with(&format!(":{m}"))))
+            .filter(|t| wanted.iter().any(|m| t.ends_with(&format!(":{m}"))))
             .map(str::to_string)
             .collect();
+        if picked.is_empty() {
+            // The series has none of them yet: run everything.
+            return select_tests(list, None);
+        }
         Ok(picked)
     }
 
@@ -87,7 +118,7 @@ impl<'a> Stage<'a> {
         timeout: u64,
     ) -> Result<(Vec<Case>, TestRun)> {
         let outcome = run_tests(project, built, accel, self, timeout)?;
-        let report = ktap::parse(outcome.vm.lines.iter().map(|(t, l)| (*t, l.as_str())));
+        let report = ktap::parse(kmemleak::filter_ktap(&outcome.vm.lines));
         let mut cases: Vec<Case> = built
             .checks
             .iter()
@@ -115,11 +146,10 @@ impl<'a> Stage<'a> {
         }
         let console = std::fs::read_to_string(&outcome.vm.console_log).unwrap_or_default();
         cases.extend(kunit_cases(&console));
-        cases.push(outcome.kernel_log_case());
-        if self.variant == Variant::M {
-            for c in &mut cases {
-                c.name = format!("[=m] {}", c.name);
-            }
+        cases.extend(outcome.kernel_log_cases());
+        cases.extend(kmemleak_cases(&outcome.vm.lines));
+        for c in &mut cases {
+            c.name = format!("{}{}", self.prefix(), c.name);
         }
         Ok((cases, outcome))
     }
@@ -187,10 +217,16 @@ impl TestQemuArgs {
                 println!("  {l}");
             }
             if !outcome.vm.problems.is_empty() {
-                println!("kernel log problems:");
-                for p in outcome.vm.problems.iter().take(40) {
-                    println!("  | {p}");
+                println!("kernel reports:");
+                for p in outcome.vm.problems.iter().take(10) {
+                    println!("  during {}:", p.section);
+                    for l in &p.lines {
+                        println!("  | {l}");
+                    }
                 }
+            }
+            for l in boot_leaks(&outcome.vm.lines) {
+                println!("  kmemleak before the first test (leaked at boot, not counted): {l}");
             }
             println!(
                 "  boot {}, tests {}",
@@ -263,15 +299,49 @@ impl TestRun {
         }
     }
 
+    /// One case per section of the kernel log (boot, then each selftest): no
+    /// report appeared while it ran; then one for the run as a whole.
+    fn kernel_log_cases(&self) -> Vec<Case> {
+        let mut sections = vec![vm::BOOT_SECTION.to_string()];
+        sections.extend(self.vm.sections.iter().cloned());
+        let mut out: Vec<Case> = sections
+            .iter()
+            .map(|s| {
+                let splats: Vec<&vm::Splat> =
+                    self.vm.problems.iter().filter(|p| &p.section == s).collect();
+                let directive = splats.first().map(|p| {
+                    let more = splats.len() - 1;
+                    let detail: Vec<&str> =
+                        p.lines.iter().skip(1).take(3).map(|l| l.trim()).collect();
+                    format!(
+                        "{}{} | {}",
+                        p.title(),
+                        if more > 0 { format!(" (and {more} more)") } else { String::new() },
+                        detail.join(" | ")
+                    )
+                });
+                Case {
+                    name: format!(
+                        "kernel log during {}: no WARNING, BUG, lockdep, KASAN, RCU or refcount report",
+                        s.rsplit(':').next().unwrap_or(s)
+                    ),
+                    outcome: if splats.is_empty() { Outcome::Pass } else { Outcome::Fail },
+                    directive,
+                    seconds: 0.0,
+                    subtests: Vec::new(),
+                }
+            })
+            .collect();
+        out.push(self.kernel_log_case());
+        out
+    }
+
     fn kernel_log_case(&self) -> Case {
         let mut directive = None;
         let mut outcome = Outcome::Pass;
         if let Some(f) = &self.vm.fatal {
             outcome = Outcome::Fail;
             directive = Some(f.clone());
-        } else if let Some(first) = self.vm.problems.first() {
-            outcome = Outcome::Fail;
-            directive = Some(first.trim().to_string());
         } else if self.vm.timed_out {
             outcome = Outcome::Fail;
             directive = Some("the guest run hit its time limit".into());
@@ -280,13 +350,65 @@ impl TestRun {
             directive = Some("the guest stopped before the payload finished".into());
         }
         Case {
-            name: "kernel log: no panic, oops, BUG or WARNING".into(),
+            name: "guest run: no panic, finished within its time limit".into(),
             outcome,
             directive,
             seconds: 0.0,
             subtests: Vec::new(),
         }
     }
+}
+
+/// One case per selftest after which the payload scanned for leaks: no unreferenced
+/// object. Leaks whose allocation backtrace has none of the series' code are failures
+/// too, marked "not ours". What the scan before the first test finds was leaked at
+/// boot, by no test: [`boot_leaks`] prints it, no case counts it.
+pub fn kmemleak_cases(lines: &[(f64, String)]) -> Vec<Case> {
+    kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
+        .into_iter()
+        .filter(|b| b.section != vm::BOOT_SECTION)
+        .map(|b| {
+            let ours = b.leaks.iter().filter(|l| l.ours()).count();
+            let directive = b.leaks.first().map(|_| {
+                let first = b.leaks.iter().find(|l| l.ours()).unwrap_or(&b.leaks[0]);
+                format!(
+                    "{} object(s), {ours} ours{}: {}{}",
+                    b.leaks.len(),
+                    if ours == 0 { " (not ours)" } else { "" },
+                    first.summary(),
+                    if first.comm.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", first.comm)
+                    }
+                )
+            });
+            Case {
+                name: format!(
+                    "kmemleak after {}: no unreferenced object",
+                    b.section.rsplit(':').next().unwrap_or(&b.section)
+                ),
+                outcome: if b.leaks.is_empty() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                },
+                directive,
+                seconds: 0.0,
+                subtests: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// The leaks found before the first test, one line each.
+pub fn boot_leaks(lines: &[(f64, String)]) -> Vec<String> {
+    kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
+        .into_iter()
+        .filter(|b| b.section == vm::BOOT_SECTION)
+        .flat_map(|b| b.leaks)
+        .map(|l| l.summary())
+        .collect()
 }
 
 /// The built-in KUnit suites, which run at boot and print KTAP to the kernel console:
@@ -333,6 +455,56 @@ pub fn kunit_cases(console: &str) -> Vec<Case> {
         .collect()
 }
 
+/// Every `collection:test` of kselftest-list.txt.
+pub fn list_tests(list: &str) -> Vec<String> {
+    list.lines()
+        .map(str::trim)
+        .filter(|l| l.contains(':'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The guest script that runs `tests` one by one with run_kselftest.sh as one TAP
+/// stream (each run's `ok 1` renumbered), marks each test's start in the kernel log
+/// (so a report names the test it appeared during), and, when the kernel has
+/// kmemleak, scans after each test and prints what it found between
+/// [`kmemleak::BEGIN`] and [`kmemleak::END`] (as the netdev CI's debug runners do).
+pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
+    let mut s = format!(
+        "# Written by cargo xtask test-qemu.\n\
+         cd '{dir}' || exit 1\n\
+         kml=/sys/kernel/debug/kmemleak\n\
+         # Leaks from boot are not any test's: report them as the boot's.\n\
+         if [ -w $kml ]; then\n\
+         \techo scan >$kml; echo '{begin}boot'; cat $kml; echo '{end}'; echo clear >$kml\n\
+         fi\n\
+         echo 'TAP version 13'\n\
+         echo '1..{n}'\n",
+        begin = kmemleak::BEGIN,
+        end = kmemleak::END,
+        n = tests.len()
+    );
+    for (i, t) in tests.iter().enumerate() {
+        let n = i + 1;
+        s.push_str(&format!(
+            "echo '{mark}{t}' >/dev/kmsg\n\
+             ./run_kselftest.sh -t '{t}' 2>&1 | sed -u -e '/^TAP version 13$/d' -e '/^1\\.\\.1$/d' -e '/^# Totals: /d' \\\n\
+             \t-e 's/^ok 1 /ok {n} /' -e 's/^not ok 1 /not ok {n} /'\n\
+             if [ -w $kml ]; then\n\
+             \techo scan >$kml; echo '{begin}{t}'; cat $kml; echo '{end}'; echo clear >$kml\n\
+             fi\n",
+            mark = vm::SECTION_MARK,
+            begin = kmemleak::BEGIN,
+            end = kmemleak::END,
+        ));
+    }
+    s.push_str(&format!(
+        "echo '{}(after the tests)' >/dev/kmsg\n",
+        vm::SECTION_MARK
+    ));
+    s
+}
+
 /// The `-t collection:test` arguments for a filter, from kselftest-list.txt.
 pub fn select_tests(list: &str, filter: Option<&str>) -> Result<Vec<String>> {
     let all: Vec<&str> = list
@@ -369,12 +541,11 @@ fn run_tests(
         Some(dir) => {
             let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
-            let picked = stage.select(&list)?;
-            let args: String = picked.iter().map(|t| format!(" -t '{t}'")).collect();
-            format!(
-                "# Written by cargo xtask test-qemu.\ncd '{}' || exit 1\n./run_kselftest.sh{args}\n",
-                vm::guest_path(&project.root, dir)?
-            )
+            let mut picked = stage.select(&list)?;
+            if picked.is_empty() {
+                picked = list_tests(&list);
+            }
+            selftest_payload(&vm::guest_path(&project.root, dir)?, &picked)
         }
         None => {
             eprintln!("the series adds no selftest directory: only booting");
@@ -382,6 +553,10 @@ fn run_tests(
         }
     };
     if stage.consumer() {
+        payload.push_str(&format!(
+            "echo '{}rust consumer' >/dev/kmsg\n",
+            vm::SECTION_MARK
+        ));
         payload.push_str(&consumer::payload(project, built)?);
     }
     let run = vm::Run {
@@ -457,11 +632,20 @@ mod tests {
             m.select(list).unwrap(),
             vec!["drivers/net/rdmabond:teardown.sh"]
         );
-        // Without any module test the stage runs everything (no -t arguments).
+        // Without any module test the stage runs everything.
         assert!(m
             .select("drivers/net/rdmabond:topology.sh\n")
             .unwrap()
             .is_empty());
+        // The debug stage runs its own list, in the list's order.
+        assert_eq!(
+            Stage::new(Variant::Dbg, None).select(list).unwrap(),
+            vec![
+                "drivers/net/rdmabond:basic.sh",
+                "drivers/net/rdmabond:teardown.sh",
+                "drivers/net/rdmabond:failover.sh"
+            ]
+        );
         // The built-in stage runs everything; a filter applies to both.
         assert!(Stage::new(Variant::Y, None)
             .select(list)
@@ -470,6 +654,41 @@ mod tests {
         assert_eq!(
             Stage::new(Variant::M, Some("fail")).select(list).unwrap(),
             vec!["drivers/net/rdmabond:failover.sh"]
+        );
+    }
+
+    #[test]
+    fn payload_runs_each_test_with_marks_and_scans() {
+        let tests = vec!["d:a.sh".to_string(), "d:b.sh".to_string()];
+        let p = selftest_payload("/mnt/k", &tests);
+        assert!(p.contains("echo '1..2'"), "{p}");
+        assert!(p.contains("echo 'xtask-section: d:b.sh' >/dev/kmsg"), "{p}");
+        assert!(p.contains("./run_kselftest.sh -t 'd:b.sh'"), "{p}");
+        assert!(p.contains("s/^not ok 1 /not ok 2 /"), "{p}");
+        assert!(p.contains("XTASK-KMEMLEAK-BEGIN d:a.sh"), "{p}");
+    }
+
+    #[test]
+    fn leaks_make_cases_but_boot_leaks_do_not() {
+        let block = |s: &str, body: &str| {
+            let mut v = vec![(0.0, format!("{}{s}", kmemleak::BEGIN))];
+            v.extend(body.lines().map(|l| (0.0, l.to_string())));
+            v.push((0.0, kmemleak::END.to_string()));
+            v
+        };
+        let leak = "unreferenced object 0xffff1 (size 8):\n  comm \"ip\", pid 7, jiffies 1\n  \
+                    backtrace (crc 0):\n    kmemleak_alloc+0x1/0x2\n    rxe_foo+0x1/0x2 [rdma_rxe]\n";
+        let mut lines = block("boot", leak);
+        lines.extend(block("d:a.sh", ""));
+        lines.extend(block("d:b.sh", leak));
+        let cases = kmemleak_cases(&lines);
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].outcome, Outcome::Pass);
+        assert_eq!(cases[1].outcome, Outcome::Fail);
+        let d = cases[1].directive.as_deref().unwrap();
+        assert!(
+            d.contains("(not ours)") && d.contains("rxe_foo [rdma_rxe]"),
+            "{d}"
         );
     }
 }

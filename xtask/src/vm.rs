@@ -40,6 +40,78 @@ const PROBLEMS: &[&str] = &[
     "Call Trace:",
 ];
 
+/// What the payload writes to /dev/kmsg to start a section of the kernel log (the
+/// selftest it is about to run): a report is attributed to the section it appears in.
+pub const SECTION_MARK: &str = "xtask-section: ";
+/// The section before the payload's first mark.
+pub const BOOT_SECTION: &str = "boot";
+/// Console lines kept after a report's first line (its trace).
+const REPORT_LINES: usize = 12;
+
+/// One kernel report (a WARNING, lockdep splat, KASAN report, ...): its first line
+/// and up to [`REPORT_LINES`] after it, and the section it appeared in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Splat {
+    pub section: String,
+    pub lines: Vec<String>,
+}
+
+impl Splat {
+    /// The first line without its printk timestamp.
+    pub fn title(&self) -> &str {
+        let l = self.lines.first().map_or("", String::as_str).trim();
+        match l.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((_, rest)) => rest.trim(),
+            None => l,
+        }
+    }
+}
+
+/// Watches console lines: sections and reports.
+#[derive(Debug, Default)]
+pub struct ConsoleWatch {
+    pub section: Option<String>,
+    pub sections: Vec<String>,
+    pub splats: Vec<Splat>,
+    /// Lines still to add to the last report.
+    trace_lines: usize,
+}
+
+impl ConsoleWatch {
+    pub fn line(&mut self, line: &str) {
+        if let Some(i) = line.find(SECTION_MARK) {
+            let name = line[i + SECTION_MARK.len()..].trim().to_string();
+            self.sections.push(name.clone());
+            self.section = Some(name);
+            self.trace_lines = 0;
+            return;
+        }
+        let problem = PROBLEMS.iter().any(|p| line.contains(p));
+        if self.trace_lines > 0 {
+            if let Some(last) = self.splats.last_mut() {
+                last.lines.push(line.to_string());
+            }
+            self.trace_lines -= 1;
+            if problem {
+                // Part of the same report (its "Call Trace:", the lockdep chain).
+                self.trace_lines = REPORT_LINES;
+            }
+            return;
+        }
+        if problem {
+            let section = self
+                .section
+                .clone()
+                .unwrap_or_else(|| BOOT_SECTION.to_string());
+            self.splats.push(Splat {
+                section,
+                lines: vec![line.to_string()],
+            });
+            self.trace_lines = REPORT_LINES;
+        }
+    }
+}
+
 /// Accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -74,8 +146,10 @@ pub struct Outcome {
     pub lines: Vec<(f64, String)>,
     /// Exit status of the payload, if it finished.
     pub exit: Option<i32>,
-    /// Kernel console lines that show a problem.
-    pub problems: Vec<String>,
+    /// Kernel reports, with the section they appeared in.
+    pub problems: Vec<Splat>,
+    /// Sections the payload marked, in order.
+    pub sections: Vec<String>,
     /// A fatal console line, if any.
     pub fatal: Option<String>,
     pub timed_out: bool,
@@ -242,25 +316,20 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
     let mut payload_start: Option<Instant> = None;
     let mut tail = Tail::new(&output)?;
     let mut kill_at: Option<Instant> = None;
-    let mut trace_lines = 0usize;
+    let mut watch = ConsoleWatch::default();
     loop {
         // Kernel console.
         while let Ok(line) = rx.try_recv() {
             use std::io::Write;
             let _ = writeln!(console_file, "{line}");
-            if trace_lines > 0 {
-                out.problems.push(line.clone());
-                trace_lines -= 1;
-            }
             if let Some(p) = FATAL.iter().find(|p| line.contains(*p)) {
                 out.fatal.get_or_insert_with(|| line.clone());
                 // Give the panic a moment to print its trace.
                 kill_at.get_or_insert(
                     Instant::now() + Duration::from_secs(if p.starts_with("KVM") { 0 } else { 3 }),
                 );
-            } else if PROBLEMS.iter().any(|p| line.contains(p)) {
-                out.problems.push(line.clone());
-                trace_lines = 12;
+            } else {
+                watch.line(&line);
             }
         }
         // Payload output.
@@ -302,8 +371,11 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
         use std::io::Write;
         while let Ok(line) = rx.try_recv() {
             let _ = writeln!(console_file, "{line}");
+            watch.line(&line);
         }
     }
+    out.problems = watch.splats;
+    out.sections = watch.sections;
     for line in tail.read_lines()? {
         let line = line.trim_end_matches('\r').to_string();
         if let Some(code) = line.strip_prefix(EXIT_MARK) {
@@ -439,6 +511,32 @@ mod tests {
         assert!(init.contains("modprobe -d /mnt/target/kbuild-y/modroot"));
         assert!(init.contains(START_MARK));
         assert!(init.contains(EXIT_MARK));
+    }
+
+    #[test]
+    fn reports_are_attributed_to_sections() {
+        let mut w = ConsoleWatch::default();
+        w.line("[    1.0] WARNING: CPU: 0 PID: 1 at boot.c:1 f+0x1/0x2");
+        w.line("[    1.1] Call Trace:");
+        w.line("[    2.0] xtask-section: drivers/net/rdmabond:basic.sh");
+        w.line("[    2.1] rdmabond: rb0: port a0 added");
+        w.line("[    3.0] ============================================");
+        w.line("[    3.0] WARNING: possible circular locking dependency detected");
+        w.line("[    3.1] kworker/0:1/12 is trying to acquire lock:");
+        w.line("[    3.2] Call Trace:");
+        w.line("[    4.0] xtask-section: drivers/net/rdmabond:teardown.sh");
+        w.line("[    4.1] BUG: KASAN: slab-use-after-free in rdmabond_x+0x1/0x2");
+        assert_eq!(w.sections.len(), 2);
+        assert_eq!(w.splats.len(), 3);
+        assert_eq!(w.splats[0].section, BOOT_SECTION);
+        assert_eq!(w.splats[0].lines.len(), 2);
+        assert_eq!(w.splats[1].section, "drivers/net/rdmabond:basic.sh");
+        assert_eq!(
+            w.splats[1].title(),
+            "WARNING: possible circular locking dependency detected"
+        );
+        assert_eq!(w.splats[1].lines.len(), 3);
+        assert_eq!(w.splats[2].section, "drivers/net/rdmabond:teardown.sh");
     }
 
     #[test]

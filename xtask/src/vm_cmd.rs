@@ -56,7 +56,9 @@ impl VmArgs {
         };
         let out = vm::run(&run, |_, line| println!("{line}"))?;
         for p in &out.problems {
-            eprintln!("kernel: {p}");
+            for l in &p.lines {
+                eprintln!("kernel ({}): {l}", p.section);
+            }
         }
         match (out.exit, &out.fatal) {
             (_, Some(f)) => bail!(
