@@ -25,9 +25,11 @@ pub enum Variant {
     Y,
     /// As loadable modules.
     M,
-    /// As modules, on a debug kernel (`ci/debug/dbg.config`: lockdep, KASAN,
-    /// kmemleak, the netdev reference trackers), built with GCC and without Rust.
+    /// As modules, on a debug kernel (`ci/debug/dbg.config`: lockdep, kmemleak,
+    /// the netdev reference trackers, ...), built with GCC and without Rust.
     Dbg,
+    /// `dbg` plus KASAN (`ci/debug/kasan.config`).
+    Kasan,
 }
 
 impl Variant {
@@ -37,6 +39,16 @@ impl Variant {
             Variant::Y => "y",
             Variant::M => "m",
             Variant::Dbg => "dbg",
+            Variant::Kasan => "kasan",
+        }
+    }
+
+    /// The debug fragments merged last, in order.
+    pub fn debug_fragments(self) -> &'static [&'static str] {
+        match self {
+            Variant::Y | Variant::M => &[],
+            Variant::Dbg => &[DBG_FRAGMENT],
+            Variant::Kasan => &[DBG_FRAGMENT, KASAN_FRAGMENT],
         }
     }
 
@@ -46,8 +58,10 @@ impl Variant {
     }
 }
 
-/// The debug variant's fragment, merged last.
+/// The debug variants' fragment, merged last.
 pub const DBG_FRAGMENT: &str = "ci/debug/dbg.config";
+/// The kasan variant's fragment, merged after [`DBG_FRAGMENT`].
+pub const KASAN_FRAGMENT: &str = "ci/debug/kasan.config";
 
 /// Whether an option is (or needs) the kernel's Rust support, which the debug variant
 /// leaves out: with GCC, `CONFIG_RUST` excludes KASAN.
@@ -60,7 +74,7 @@ pub fn is_rust_option(name: &str) -> bool {
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     /// Build the series' drivers built in (y), as modules (m), or as modules on a
-    /// debug kernel (dbg).
+    /// debug kernel (dbg; kasan: dbg with KASAN).
     #[arg(long, value_enum, default_value = "y")]
     pub variant: Variant,
     /// Only write and verify the .config.
@@ -192,20 +206,22 @@ pub fn fragments(
             frag.retain(|w| !builtin_only.contains(&w.name));
         }
     }
-    if variant == Variant::Dbg {
+    let debug = variant.debug_fragments();
+    if !debug.is_empty() {
         for frag in &mut out {
             frag.retain(|w| !is_rust_option(&w.name));
         }
-        let f = project.root.join(DBG_FRAGMENT);
-        let text =
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        let mut dbg = config::parse_fragment(&text, DBG_FRAGMENT)?;
-        dbg.push(Want {
+        out.push(vec![Want {
             name: "CONFIG_RUST".into(),
             value: "n".into(),
-            origin: "--variant dbg (GCC: Rust excludes KASAN)".into(),
-        });
-        out.push(dbg);
+            origin: format!("--variant {} (GCC: Rust excludes KASAN)", variant.name()),
+        }]);
+    }
+    for name in debug {
+        let f = project.root.join(name);
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        out.push(config::parse_fragment(&text, name)?);
     }
     Ok(out)
 }

@@ -37,6 +37,16 @@ impl Leak {
             .any(|f| OURS.iter().any(|o| f.contains(o)))
     }
 
+    /// Whether the object was allocated while the kernel booted (by `start_kernel()`
+    /// or an initcall): no test leaked it. kmemleak reports an object only once it
+    /// is old enough and was not found referenced in a scan, so a boot leak can show
+    /// up in the scan after the first test rather than in the one before it.
+    pub fn at_boot(&self) -> bool {
+        self.frames
+            .iter()
+            .any(|f| f == "start_kernel" || f == "do_initcalls" || f == "kernel_init_freeable")
+    }
+
     /// The first frames that are not the allocator's own, for a one-line summary.
     pub fn summary(&self) -> String {
         let skip = [
@@ -182,6 +192,19 @@ unreferenced object 0xffff888012345700 (size 32):
              < process_one_work"
         );
         assert!(leaks[0].comm.contains("kworker/0:1"));
+        assert!(!leaks[0].at_boot());
+    }
+
+    #[test]
+    fn boot_leaks_are_recognised() {
+        let boot = "unreferenced object 0xff11000004865580 (size 8):\n  \
+                    comm \"swapper/0\", pid 0, jiffies 4294892348\n  backtrace (crc bea23b04):\n    \
+                    __kmalloc_cache_noprof+0x2da/0x520\n    ramfs_init_fs_context+0x27/0x70\n    \
+                    mnt_init+0x21f/0x830\n    start_kernel+0x296/0x300\n";
+        let lines: Vec<&str> = boot.lines().collect();
+        let leaks = parse_leaks(&lines);
+        assert_eq!(leaks.len(), 1);
+        assert!(leaks[0].at_boot());
     }
 
     #[test]

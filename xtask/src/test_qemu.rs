@@ -33,7 +33,8 @@ pub struct TestQemuArgs {
     /// Which builds of the series to test, in order: `y` boots the built-in driver
     /// and runs every selftest; `m` builds the driver as a module and runs the tests
     /// that load and unload it (see `MODULE_TESTS`); `dbg` is `m` on a debug kernel
-    /// (lockdep, KASAN, kmemleak, reference trackers) and runs `DBG_TESTS`.
+    /// (lockdep, kmemleak, reference trackers, ...) and runs `DBG_TESTS`; `kasan`
+    /// is `dbg` with KASAN (not run by default: about ten times slower under TCG).
     #[arg(long, value_delimiter = ',', default_value = "y,dbg")]
     pub variants: Vec<Variant>,
 }
@@ -69,6 +70,7 @@ impl<'a> Stage<'a> {
             Variant::Y => "built-in driver (=y)",
             Variant::M => "driver as a module (=m)",
             Variant::Dbg => "debug kernel, driver as a module (dbg)",
+            Variant::Kasan => "debug kernel with KASAN, driver as a module (kasan)",
         }
     }
 
@@ -78,6 +80,7 @@ impl<'a> Stage<'a> {
             Variant::Y => "",
             Variant::M => "[=m] ",
             Variant::Dbg => "[dbg] ",
+            Variant::Kasan => "[kasan] ",
         }
     }
 
@@ -92,7 +95,7 @@ impl<'a> Stage<'a> {
             return select_tests(list, self.filter);
         }
         let wanted = match self.variant {
-            Variant::Dbg => DBG_TESTS,
+            Variant::Dbg | Variant::Kasan => DBG_TESTS,
             _ => MODULE_TESTS,
         };
         let picked: Vec<String> = list
@@ -361,13 +364,15 @@ impl TestRun {
 
 /// One case per selftest after which the payload scanned for leaks: no unreferenced
 /// object. Leaks whose allocation backtrace has none of the series' code are failures
-/// too, marked "not ours". What the scan before the first test finds was leaked at
-/// boot, by no test: [`boot_leaks`] prints it, no case counts it.
+/// too, marked "not ours". What the scan before the first test finds, and objects
+/// allocated at boot, were leaked by no test: [`boot_leaks`] prints them, no case
+/// counts them.
 pub fn kmemleak_cases(lines: &[(f64, String)]) -> Vec<Case> {
     kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
         .into_iter()
         .filter(|b| b.section != vm::BOOT_SECTION)
-        .map(|b| {
+        .map(|mut b| {
+            b.leaks.retain(|l| !l.at_boot());
             let ours = b.leaks.iter().filter(|l| l.ours()).count();
             let directive = b.leaks.first().map(|_| {
                 let first = b.leaks.iter().find(|l| l.ours()).unwrap_or(&b.leaks[0]);
@@ -401,12 +406,15 @@ pub fn kmemleak_cases(lines: &[(f64, String)]) -> Vec<Case> {
         .collect()
 }
 
-/// The leaks found before the first test, one line each.
+/// The leaks of the boot (found before the first test, or allocated at boot and
+/// found later), one line each.
 pub fn boot_leaks(lines: &[(f64, String)]) -> Vec<String> {
     kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
         .into_iter()
-        .filter(|b| b.section == vm::BOOT_SECTION)
-        .flat_map(|b| b.leaks)
+        .flat_map(|b| {
+            let boot = b.section == vm::BOOT_SECTION;
+            b.leaks.into_iter().filter(move |l| boot || l.at_boot())
+        })
         .map(|l| l.summary())
         .collect()
 }
@@ -678,8 +686,10 @@ mod tests {
         };
         let leak = "unreferenced object 0xffff1 (size 8):\n  comm \"ip\", pid 7, jiffies 1\n  \
                     backtrace (crc 0):\n    kmemleak_alloc+0x1/0x2\n    rxe_foo+0x1/0x2 [rdma_rxe]\n";
+        let boot = "unreferenced object 0xffff2 (size 8):\n  comm \"swapper/0\", pid 0, jiffies 1\n  \
+                    backtrace (crc 0):\n    ramfs_init_fs_context+0x1/0x2\n    start_kernel+0x1/0x2\n";
         let mut lines = block("boot", leak);
-        lines.extend(block("d:a.sh", ""));
+        lines.extend(block("d:a.sh", boot));
         lines.extend(block("d:b.sh", leak));
         let cases = kmemleak_cases(&lines);
         assert_eq!(cases.len(), 2);
@@ -690,5 +700,7 @@ mod tests {
             d.contains("(not ours)") && d.contains("rxe_foo [rdma_rxe]"),
             "{d}"
         );
+        assert_eq!(cases[0].directive, None);
+        assert_eq!(boot_leaks(&lines).len(), 2);
     }
 }
