@@ -98,6 +98,25 @@ pub const QEMU: &[Dep] = &[
     file("/etc/libibverbs.d/rxe.driver", "ibverbs-providers"),
 ];
 
+/// The upstream gate (`cargo xtask check`): the linters the netdev CI runs on
+/// touched files, checkpatch's codespell dictionary and its SPDX checker's modules.
+pub const CHECK: &[Dep] = &[
+    prog("shellcheck", "shellcheck"),
+    prog("yamllint", "yamllint"),
+    file(CODESPELL_DICT, "codespell"),
+    file(
+        "/usr/lib/python3/dist-packages/ply/__init__.py",
+        "python3-ply",
+    ),
+    file(
+        "/usr/lib/python3/dist-packages/git/__init__.py",
+        "python3-git",
+    ),
+];
+
+/// Debian's codespell dictionary (checkpatch `--codespellfile`).
+pub const CODESPELL_DICT: &str = "/usr/lib/python3/dist-packages/codespell_lib/data/dictionary.txt";
+
 /// Where the kernel's Rust support finds libclang.
 pub const LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
 /// The rustc the kernel is built with (Debian's, which ships rust-src).

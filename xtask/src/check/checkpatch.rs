@@ -5,13 +5,11 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::{Ctx, Outcome, Status};
+use crate::deps::CODESPELL_DICT;
 
 /// Message types the netdev CI (NIPA) ignores.
 pub const IGNORE: &str = "COMMIT_LOG_LONG_LINE,MACRO_ARG_REUSE,ALLOC_SIZEOF_STRUCT,\
 NO_AUTHOR_SIGN_OFF,GIT_COMMIT_ID,CAMELCASE,FILE_PATH_CHANGES,BAD_REPORTED_BY_LINK";
-
-/// Debian's codespell dictionary.
-pub const CODESPELL_DICT: &str = "/usr/lib/python3/dist-packages/codespell_lib/data/dictionary.txt";
 
 /// One checkpatch finding.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -337,7 +337,7 @@ impl CheckArgs {
             }
             return Ok(());
         }
-        let failed = self.gate(sh, project)?;
+        let (failed, _) = self.gate(sh, project)?;
         if failed > 0 {
             bail!("check: {failed} check(s) failed; the details are above");
         }
@@ -349,13 +349,16 @@ impl CheckArgs {
         seeds::run(self, sh, project)
     }
 
-    /// Runs the gate, prints the table, returns the number of failed cells.
-    pub fn gate(&self, sh: &Shell, project: &Project) -> Result<usize> {
-        Ok(self.evaluate(sh, project)?.failed)
+    /// Runs the gate, prints the table, returns the numbers of failed and skipped
+    /// cells.
+    pub fn gate(&self, sh: &Shell, project: &Project) -> Result<(usize, usize)> {
+        let e = self.evaluate(sh, project)?;
+        Ok((e.failed, e.skipped))
     }
 
     /// Runs the gate and prints the table; returns every outcome.
     pub fn evaluate(&self, sh: &Shell, project: &Project) -> Result<Evaluation> {
+        crate::deps::ensure(sh, "the gate", crate::deps::CHECK)?;
         let start = Instant::now();
         let base = tree::base(sh, project)?;
         let is_series = self.range.is_none();
@@ -471,22 +474,36 @@ impl CheckArgs {
         };
         let text = table::render(&reports, &series_outcomes);
         println!("{text}");
-        let failed = reports
-            .iter()
-            .filter(|r| self.patch.is_none_or_eq(r.index))
-            .flat_map(|r| &r.outcomes)
-            .chain(&series_outcomes)
-            .filter(|o| o.status == Status::Fail)
-            .count();
+        let cells = || {
+            reports
+                .iter()
+                .filter(|r| self.patch.is_none_or_eq(r.index))
+                .flat_map(|r| &r.outcomes)
+                .chain(&series_outcomes)
+        };
+        let failed = cells().filter(|o| o.status == Status::Fail).count();
+        let skipped: Vec<&Outcome> = cells().filter(|o| o.status == Status::Skip).collect();
         println!(
-            "check: {} patches, {failed} failed check(s), took {}",
+            "check: {} patches, {failed} failed check(s), {} skipped, took {}",
             reports.len(),
+            skipped.len(),
             fmt_duration(start.elapsed())
         );
+        let mut why: Vec<String> = skipped
+            .iter()
+            .map(|o| format!("{}: {}", o.check, o.details.join("; ")))
+            .collect();
+        let skipped = skipped.len();
+        why.sort();
+        why.dedup();
+        for w in &why {
+            println!("check: skipped {w}");
+        }
         Ok(Evaluation {
             reports,
             series: series_outcomes,
             failed,
+            skipped,
         })
     }
 }
@@ -497,6 +514,8 @@ pub struct Evaluation {
     pub series: Vec<Outcome>,
     /// Failed cells (of the patches asked for, and of the series).
     pub failed: usize,
+    /// Skipped cells, each printed with its reason.
+    pub skipped: usize,
 }
 
 /// The context of one patch: its diff, parsed.
