@@ -47,13 +47,9 @@ pub const MODULE_TESTS: &[&str] = &["teardown.sh"];
 /// rules (groups and attributes, failover, teardown and unload, the storm, malformed
 /// netlink). The others run on the `=y` kernel only: under TCG the debug kernel is
 /// several times slower.
-pub const DBG_TESTS: &[&str] = &[
-    "basic.sh",
-    "failover.sh",
-    "teardown.sh",
-    "storm.sh",
-    "netlink.sh",
-];
+/// failover.sh passed on the debug kernel by hand (2026-12-02, 700 s, no report) but
+/// is left to the `=y` run: with it the two guests took 62 minutes, over CI's budget.
+pub const DBG_TESTS: &[&str] = &["basic.sh", "teardown.sh", "storm.sh", "netlink.sh"];
 /// One boot: a kernel variant and the tests it runs.
 struct Stage<'a> {
     variant: Variant,
@@ -650,8 +646,7 @@ mod tests {
             Stage::new(Variant::Dbg, None).select(list).unwrap(),
             vec![
                 "drivers/net/rdmabond:basic.sh",
-                "drivers/net/rdmabond:teardown.sh",
-                "drivers/net/rdmabond:failover.sh"
+                "drivers/net/rdmabond:teardown.sh"
             ]
         );
         // The built-in stage runs everything; a filter applies to both.
