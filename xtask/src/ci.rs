@@ -88,6 +88,7 @@ impl CiArgs {
                 timeout: 3600,
                 mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
                 variants: vec![Variant::Y, Variant::Dbg],
+                iproute2: crate::iproute2::Iproute2Arg::from_env(),
             };
             match args.run_counted(sh, project) {
                 Ok(c) => {
@@ -108,6 +109,7 @@ impl CiArgs {
                 no_cache: false,
                 workdir: "check".into(),
                 seeds: false,
+                iproute2: crate::iproute2::Iproute2Arg::from_env(),
             };
             let ok = crate::kernel::fetch(sh, project, None)
                 .and_then(|()| crate::apply::apply(sh, project, false))

@@ -10,6 +10,7 @@ mod clippy;
 mod config;
 mod deps;
 mod export;
+mod iproute2;
 mod kernel;
 mod kmemleak;
 mod ktap;

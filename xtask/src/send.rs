@@ -32,6 +32,8 @@ pub struct SendArgs {
     /// Run the printed `git send-email` command (it asks before each mail).
     #[arg(long)]
     pub send: bool,
+    #[command(flatten)]
+    pub iproute2: crate::iproute2::Iproute2Arg,
 }
 
 /// patches/versions/send.conf: `key = value` lines.
@@ -330,6 +332,7 @@ impl SendArgs {
                 bail!("git send-email failed");
             }
         }
+        crate::iproute2::send(sh, project, &out, &self.iproute2)?;
         Ok(())
     }
 }

@@ -37,6 +37,8 @@ pub struct TestQemuArgs {
     /// is `dbg` with KASAN (not run by default: about ten times slower under TCG).
     #[arg(long, value_delimiter = ',', default_value = "y,dbg")]
     pub variants: Vec<Variant>,
+    #[command(flatten)]
+    pub iproute2: crate::iproute2::Iproute2Arg,
 }
 
 /// Selftests the module build runs (those that load, use and unload the driver);
@@ -54,11 +56,17 @@ pub const DBG_TESTS: &[&str] = &["basic.sh", "teardown.sh", "storm.sh", "netlink
 struct Stage<'a> {
     variant: Variant,
     filter: Option<&'a str>,
+    /// The patched `ip` the selftests get as RB_IP (see iproute2.rs).
+    rb_ip: Option<&'a Path>,
 }
 
 impl<'a> Stage<'a> {
     fn new(variant: Variant, filter: Option<&'a str>) -> Self {
-        Stage { variant, filter }
+        Stage {
+            variant,
+            filter,
+            rb_ip: None,
+        }
     }
 
     fn title(&self) -> &'static str {
@@ -176,6 +184,9 @@ impl TestQemuArgs {
             kernel::fetch(sh, project, self.mirror.as_deref())
         })?;
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
+        let rb_ip = phases.run("iproute2", || {
+            crate::iproute2::for_tests(sh, project, &self.iproute2)
+        })?;
         let mut counts = Counts::default();
         let mut accel = None;
         for &variant in &self.variants {
@@ -193,7 +204,10 @@ impl TestQemuArgs {
                     a
                 }
             };
-            let stage = Stage::new(variant, self.filter.as_deref());
+            let stage = Stage {
+                rb_ip: rb_ip.as_deref(),
+                ..Stage::new(variant, self.filter.as_deref())
+            };
             let (mut cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
                 stage.run(project, &built, accel, self.timeout)
             })?;
@@ -556,6 +570,10 @@ fn run_tests(
             "echo 'TAP version 13'\necho '1..0'\n".to_string()
         }
     };
+    payload.insert_str(
+        0,
+        &crate::iproute2::payload_env(&project.root, stage.rb_ip)?,
+    );
     if stage.consumer() {
         payload.push_str(&format!(
             "echo '{}rust consumer' >/dev/kmsg\n",

@@ -4,7 +4,7 @@
 //! count; then the series as a whole. Results are cached per `git patch-id --stable`.
 
 mod build;
-mod checkpatch;
+pub(crate) mod checkpatch;
 mod diff;
 mod kdoc;
 mod rust_build;
@@ -55,6 +55,8 @@ pub struct CheckArgs {
     /// the seeds only a build can catch are left out).
     #[arg(long, conflicts_with_all = ["range", "patch"])]
     pub seeds: bool,
+    #[command(flatten)]
+    pub iproute2: crate::iproute2::Iproute2Arg,
 }
 
 /// Outcome of one check.
@@ -466,6 +468,13 @@ impl CheckArgs {
             };
             let mut out = series::run(&ctx)?;
             out.push(uapi::series_check(&ctx)?);
+            out.extend(crate::iproute2::check(
+                sh,
+                project,
+                &wt,
+                &self.iproute2,
+                self.fast,
+            )?);
             match builder.as_mut() {
                 Some(b) => out.extend(b.series_builds(&ctx)?),
                 None => out.push(Outcome::skip("headers+selftests", "--fast")),
