@@ -256,6 +256,30 @@ pub fn commits(sh: &Shell, project: &Project, range: &str) -> Result<Vec<Commit>
     parse_log(&out)
 }
 
+/// What the merge plan check needs of each commit: subject, message, files.
+pub fn patch_infos(
+    sh: &Shell,
+    project: &Project,
+    commits: &[Commit],
+) -> Result<Vec<crate::plan::PatchInfo>> {
+    let _d = sh.push_dir(&project.tree);
+    commits
+        .iter()
+        .map(|c| {
+            let (id, parent) = (&c.id, &c.parent);
+            let message = cmd!(sh, "git log -1 --format=%B {id}").quiet().read()?;
+            let files = cmd!(sh, "git diff --no-renames --name-only {parent} {id}")
+                .quiet()
+                .read()?;
+            Ok(crate::plan::PatchInfo {
+                subject: c.subject.clone(),
+                message,
+                files: files.lines().map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
 /// Parses `%H\t%P\t%s` lines.
 pub fn parse_log(out: &str) -> Result<Vec<Commit>> {
     out.lines()
