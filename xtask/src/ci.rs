@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: everything CI runs, with one summary line at the end.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::build::Variant;
@@ -48,6 +48,55 @@ pub fn cargo_test_counts(output: &str) -> Counts {
         }
     }
     c
+}
+
+/// The rdmabond-consumer test that compares its hand-copied uapi constants (used on
+/// a clean clone) with the header generated from the patched kernel. It is compiled
+/// out (`cfg(rdmabond_uapi_fallback)`) when no patched header exists, as in the
+/// workspace's `cargo test` of a clean clone, so ci runs it again after test-qemu
+/// built the kernel.
+pub const UAPI_TEST: &str = "uapi::tests::fallback_matches_the_generated_header";
+
+/// Runs [`UAPI_TEST`] with `RDMABOND_UAPI_INCLUDE` at the `y` build's headers.
+fn uapi_test(project: &Project) -> Result<Counts> {
+    let include = project.build_dir(Variant::Y.name()).join("usr/include");
+    if !include.join("linux/if_link.h").is_file() {
+        bail!(
+            "{UAPI_TEST} cannot run: no {} (the `y` kernel build of test-qemu writes it; \
+             see test-qemu's error above)",
+            include.join("linux/if_link.h").display()
+        );
+    }
+    let out =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&project.root)
+            .args(["test", "--quiet", "-p", "rdmabond-consumer", "--target-dir"])
+            .arg(crate::test_qemu::consumer::target_dir(project))
+            .args(["--", "--exact", UAPI_TEST])
+            .env("RDMABOND_UAPI_INCLUDE", &include)
+            .output()
+            .with_context(|| format!("cannot run cargo test for {UAPI_TEST}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    uapi_verdict(&text, out.status.success())
+}
+
+/// Exactly one test ran and passed: [`UAPI_TEST`]; anything else is an error that
+/// says why (failed, or compiled out).
+pub fn uapi_verdict(output: &str, status_ok: bool) -> Result<Counts> {
+    let c = cargo_test_counts(output);
+    if c.failed > 0 || (!status_ok && c.passed == 0) {
+        bail!("{UAPI_TEST} failed: the hand copies in rust/rdmabond-consumer/src/uapi_fallback.rs differ from the generated header; update them (the output is above)");
+    }
+    if c.passed != 1 {
+        bail!(
+            "{UAPI_TEST} did not run ({} passed): it is compiled out without a patched header; \
+             rust/rdmabond-consumer/build.rs did not find RDMABOND_UAPI_INCLUDE's if_link.h",
+            c.passed
+        );
+    }
+    Ok(c)
 }
 
 impl CiArgs {
@@ -98,6 +147,18 @@ impl CiArgs {
                 Err(e) => {
                     eprintln!("ci: test-qemu could not run: {e:#}");
                     step("cargo xtask test-qemu", false, &mut total);
+                }
+            }
+            // The consumer's uapi test is compiled only against a patched header,
+            // which exists now: the `y` build's `make headers` output.
+            match uapi_test(project) {
+                Ok(c) => {
+                    println!("ci: uapi test against the built headers: {}", c.line());
+                    total.merge(c);
+                }
+                Err(e) => {
+                    eprintln!("ci: {e:#}");
+                    step(UAPI_TEST, false, &mut total);
                 }
             }
         }
@@ -165,5 +226,19 @@ mod tests {
                    test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n";
         let c = cargo_test_counts(out);
         assert_eq!((c.passed, c.failed, c.skipped), (5, 1, 1));
+    }
+
+    #[test]
+    fn the_uapi_test_must_have_run_and_passed() {
+        let ran = "\nrunning 1 test\n.\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 41 filtered out; finished in 0.00s\n";
+        assert_eq!(uapi_verdict(ran, true).unwrap().passed, 1);
+        let compiled_out = "\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 40 filtered out\n";
+        let e = format!("{:#}", uapi_verdict(compiled_out, true).unwrap_err());
+        assert!(e.contains("did not run"), "{e}");
+        let failed =
+            "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 41 filtered out\n";
+        let e = format!("{:#}", uapi_verdict(failed, false).unwrap_err());
+        assert!(e.contains("differ"), "{e}");
+        assert!(uapi_verdict("error: could not compile\n", false).is_err());
     }
 }

@@ -33,6 +33,16 @@ pub fn wanted(filter: Option<&str>) -> bool {
     filter.map_or(true, |f| "consumer".contains(f))
 }
 
+/// The cargo target directory `rbc` is built in: the guest sees the checkout only,
+/// so it is inside it.
+pub fn target_dir(project: &Project) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(t) if t.starts_with(&project.root) => t,
+        Some(_) => project.target_dir().join("rbc-target"),
+        None => project.target_dir(),
+    }
+}
+
 /// Builds `rbc` against `built`'s `make headers` output; returns the binary.
 pub fn build(project: &Project, built: &Built) -> Result<PathBuf> {
     let include = built.dir.join("usr/include");
@@ -42,12 +52,7 @@ pub fn build(project: &Project, built: &Built) -> Result<PathBuf> {
             include.display()
         );
     }
-    // The guest sees the checkout only: build inside it.
-    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(t) if t.starts_with(&project.root) => t,
-        Some(_) => project.target_dir().join("rbc-target"),
-        None => project.target_dir(),
-    };
+    let target = target_dir(project);
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(&project.root)
         .args([

@@ -20,6 +20,8 @@ use xshell::{cmd, Shell};
 
 use crate::check::{Outcome, Status};
 use crate::deps::{Dep, Probe};
+use crate::identity::{self, Identity};
+use crate::plan::{Part, Patches};
 use crate::project::Project;
 use crate::send::SendConfig;
 
@@ -551,22 +553,46 @@ pub fn retitle(mail: &str, prefix: &str, version: u32) -> String {
         .collect()
 }
 
+/// A mail of the neutral identity under `me`: what [`identity::rewrite`] does, and
+/// iproute2's MAINTAINERS `M: ` lines, which have a space where the kernel's have a
+/// tab.
+pub fn rewrite_identity(mail: &str, me: &Identity) -> String {
+    let neutral = Identity::neutral();
+    identity::rewrite(mail, &neutral, me).replace(
+        &format!("\n+M: {}\n", neutral.mailbox()),
+        &format!("\n+M: {}\n", me.mailbox()),
+    )
+}
+
 /// For `cargo xtask send`: writes the iproute2 series into `out`/iproute2/ with its
 /// own prefix and version (patches/iproute2/send.conf, default iproute2-next v1),
 /// with a checkout the recipients from its MAINTAINERS and the proof that the files
 /// apply, and prints the `git send-email` command. It never sends: the series is
 /// posted once the kernel part is merged.
-pub fn send(sh: &Shell, project: &Project, out: &Path, arg: &Iproute2Arg) -> Result<()> {
+pub fn send(
+    sh: &Shell,
+    project: &Project,
+    out: &Path,
+    arg: &Iproute2Arg,
+    me: &Identity,
+) -> Result<()> {
     let conf_path = project.patches_dir().join(DIR).join(SEND_CONF);
     let conf = match std::fs::read_to_string(&conf_path) {
         Ok(t) => {
             SendConfig::parse(&t).with_context(|| format!("invalid {}", conf_path.display()))?
         }
         Err(_) => SendConfig {
-            tree: "iproute2-next".into(),
             version: 1,
             rfc: false,
+            parts: vec![Part::new("iproute2-next", Patches::All)],
         },
+    };
+    let part = match conf.parts.as_slice() {
+        [part] if part.patches == Patches::All => part,
+        _ => bail!(
+            "{}: the iproute2 series is one posting: write `tree = iproute2-next`, no plan sections",
+            conf_path.display()
+        ),
     };
     let files = files(project)?;
     let dir = out.join(DIR);
@@ -593,7 +619,15 @@ pub fn send(sh: &Shell, project: &Project, out: &Path, arg: &Iproute2Arg) -> Res
     };
     let mut written = Vec::new();
     for (f, text) in files.iter().zip(&all) {
-        let mail = retitle(text, &conf.prefix(), conf.version);
+        let mail = rewrite_identity(text, me);
+        let bad = identity::placeholder_addresses(&mail);
+        if let Some((line, addr)) = bad.first() {
+            bail!(
+                "{}:{line}: placeholder address {addr} would be sent",
+                f.display()
+            );
+        }
+        let mail = retitle(&mail, &conf.prefix(part), conf.version);
         let mail = crate::send::add_recipients(&mail, &to, &cc);
         let name = f.file_name().context("patch without a name")?;
         let name = match conf.version {
@@ -652,7 +686,7 @@ pub fn send(sh: &Shell, project: &Project, out: &Path, arg: &Iproute2Arg) -> Res
         "wrote {} ({} files, [{}{}]); send it once the kernel part is merged:\n  git send-email --confirm=always --suppress-cc=self {}/*.patch",
         dir.display(),
         written.len(),
-        conf.prefix(),
+        conf.prefix(part),
         if conf.version > 1 { format!(" v{}", conf.version) } else { String::new() },
         rel.display()
     );
@@ -662,6 +696,22 @@ pub fn send(sh: &Shell, project: &Project, out: &Path, arg: &Iproute2Arg) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_rewritten_with_iproute2s_maintainers_style() {
+        let n = Identity::neutral().mailbox();
+        let mail = format!(
+            "From: {n}\nSubject: [PATCH] ip: x\n\nText.\n\nSigned-off-by: {n}\n---\n\
+             diff --git a/MAINTAINERS b/MAINTAINERS\n@@ -1 +1,2 @@\n L: netdev\n+M: {n}\n"
+        );
+        let me = Identity::new("Ada Tester", "ada@tester.dev");
+        let got = rewrite_identity(&mail, &me);
+        assert!(!got.contains(&n), "{got}");
+        assert!(got.starts_with("From: Ada Tester <ada@tester.dev>\n"));
+        assert!(got.contains("\nSigned-off-by: Ada Tester <ada@tester.dev>\n"));
+        assert!(got.contains("\n+M: Ada Tester <ada@tester.dev>\n"));
+        assert!(identity::placeholder_addresses(&got).is_empty());
+    }
 
     #[test]
     fn base_commit_and_touched_files() {

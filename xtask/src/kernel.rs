@@ -337,8 +337,12 @@ fn git_import(sh: &Shell, top: &Path, pin: &Pin) -> Result<()> {
         .read()
         .is_err()
     {
-        cmd!(sh, "git config user.name 'rdmabond developers'").run()?;
-        cmd!(sh, "git config user.email rdmabond@example.org").run()?;
+        let (name, email) = (
+            crate::identity::NEUTRAL_NAME,
+            crate::identity::NEUTRAL_EMAIL,
+        );
+        cmd!(sh, "git config user.name {name}").run()?;
+        cmd!(sh, "git config user.email {email}").run()?;
     }
     Ok(())
 }

@@ -8,6 +8,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+/// The pin, relative to the checkout.
+pub const PIN_FILE: &str = "kernel-src/kernel.toml";
+
 /// The pinned base kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {

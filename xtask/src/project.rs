@@ -36,7 +36,7 @@ impl Project {
             .parent()
             .context("xtask/ has no parent directory")?
             .to_path_buf();
-        let pin = Pin::load(&root.join("kernel-src/kernel.toml"))?;
+        let pin = Pin::load(&root.join(crate::pin::PIN_FILE))?;
         let tree = tree.or_else(|| std::env::var_os(TREE_ENV).map(PathBuf::from));
         let external_tree = tree.is_some();
         let tree = match tree {

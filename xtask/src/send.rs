@@ -1,10 +1,14 @@
-//! `cargo xtask send`: writes target/series/vN/ (cover letter and patches with the
-//! subject prefix, To/Cc from get_maintainer.pl, base-commit, the changelog and a
-//! range-diff against the previous version), proves that `git am` of the files onto
-//! the base reproduces the branch, and prints the `git send-email` command. It sends
+//! `cargo xtask send`: writes target/series/vN/<tree>/, one posting per part of the
+//! merge plan (patches/versions/send.conf, see [`crate::plan`]): the part's patches
+//! under the sender's git identity (From:, Signed-off-by:, the MAINTAINERS M: line;
+//! see [`crate::identity`]), `Cc: stable` for a stable part, the subject prefix, To/Cc
+//! from get_maintainer.pl, base-commit, and for a part of more than one patch the
+//! cover letter with the changelog and a range-diff against the previous version. It
+//! proves that `git am` of each part onto the base reproduces the part's commits and
+//! of all parts the branch, and prints one `git send-email` command per part. It sends
 //! nothing unless `--send` is given. Versions are tracked in patches/versions/:
-//! `send.conf` (tree and version), `changes.txt` (the changelog), and `vN/` (the
-//! patches of every version that was sent, for the range-diff).
+//! `send.conf` (version and plan), `changes.txt` (the changelog), and `vN/<tree>/`
+//! (the patches of every version that was sent, for the range-diff).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::check::{checkout, worktree};
+use crate::identity::{self, Identity};
+use crate::plan::{self, Part, Patches};
 use crate::project::{Project, WORK_BRANCH};
 use crate::series;
 use crate::tree;
@@ -36,58 +42,108 @@ pub struct SendArgs {
     pub iproute2: crate::iproute2::Iproute2Arg,
 }
 
-/// patches/versions/send.conf: `key = value` lines.
+/// patches/versions/send.conf: `key = value` lines (version, rfc), then the merge
+/// plan: one `[tree]` section per posting (see [`crate::plan`]). A file with
+/// `tree = X` and no section is the one-part plan "every patch to X".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendConfig {
-    /// Tree the series targets (net-next, rdma-next, ...).
-    pub tree: String,
     /// Version of the next posting.
     pub version: u32,
-    /// Extra prefix word before PATCH (e.g. RFC), may be empty.
+    /// `RFC PATCH` instead of `PATCH`.
     pub rfc: bool,
+    /// The merge plan, in posting order.
+    pub parts: Vec<Part>,
 }
 
 impl SendConfig {
     pub fn parse(text: &str) -> Result<SendConfig> {
-        let mut tree = None;
+        let mut tree: Option<String> = None;
         let mut version = 1;
         let mut rfc = false;
+        let mut parts: Vec<Part> = Vec::new();
+        let mut has_patches: Vec<bool> = Vec::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
+            let at = || format!("line {}", n + 1);
             if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                let name = name.trim();
+                if name.is_empty() || name.contains(char::is_whitespace) {
+                    bail!(
+                        "{}: `{line}`: a section names one tree, e.g. [rdma-next]",
+                        at()
+                    );
+                }
+                if parts.iter().any(|p| p.tree == name) {
+                    bail!("{}: [{name}] appears twice", at());
+                }
+                parts.push(Part::new(name, Patches::List(Vec::new())));
+                has_patches.push(false);
                 continue;
             }
             let (k, v) = line
                 .split_once('=')
-                .with_context(|| format!("line {}: expected `key = value`", n + 1))?;
-            let v = v.trim().trim_matches('"');
-            match k.trim() {
-                "tree" => tree = Some(v.to_string()),
-                "version" => {
+                .with_context(|| format!("{}: expected `key = value` or `[tree]`", at()))?;
+            let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+            let bool_value = |v: &str| match v {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => bail!("{}: `{k} = {v}`: true or false", at()),
+            };
+            match (parts.last_mut(), k) {
+                (None, "tree") => tree = Some(v.to_string()),
+                (None, "version") => {
                     version = v
                         .parse()
                         .ok()
                         .filter(|v| *v >= 1)
-                        .with_context(|| format!("line {}: version must be 1 or more", n + 1))?
+                        .with_context(|| format!("{}: version must be 1 or more", at()))?
                 }
-                "rfc" => rfc = v == "true",
-                other => bail!("line {}: unknown key `{other}` (tree, version, rfc)", n + 1),
+                (None, "rfc") => rfc = bool_value(v)?,
+                (None, other) => bail!(
+                    "{}: unknown key `{other}` (version, rfc, tree; or a [tree] section of the merge plan)",
+                    at()
+                ),
+                (Some(p), "patches") => {
+                    p.patches = Patches::List(
+                        plan::parse_list(v).with_context(|| format!("{}: [{}] patches", at(), p.tree))?,
+                    );
+                    *has_patches.last_mut().unwrap() = true;
+                }
+                (Some(p), "stable") => p.stable = bool_value(v)?,
+                (Some(p), "acked-by") => p.acks.push(
+                    plan::parse_ack(v).with_context(|| format!("{}: [{}] acked-by", at(), p.tree))?,
+                ),
+                (Some(p), other) => bail!(
+                    "{}: [{}]: unknown key `{other}` (patches, stable, acked-by)",
+                    at(),
+                    p.tree
+                ),
             }
         }
+        if let Some(i) = has_patches.iter().position(|h| !h) {
+            bail!(
+                "[{}] has no `patches = ...` line (e.g. patches = 2-15)",
+                parts[i].tree
+            );
+        }
+        match (tree, parts.is_empty()) {
+            (Some(_), false) => bail!(
+                "both `tree = ...` and [tree] sections: the sections are the plan, remove `tree =`"
+            ),
+            (Some(t), true) => parts.push(Part::new(&t, Patches::All)),
+            (None, true) => bail!(
+                "no merge plan: add a [tree] section with `patches = ...` per posting (or `tree = net-next` for one)"
+            ),
+            (None, false) => {}
+        }
         Ok(SendConfig {
-            tree: tree.context("no `tree = ...` line (e.g. tree = net-next)")?,
             version,
             rfc,
+            parts,
         })
-    }
-
-    pub fn render(&self) -> String {
-        format!(
-            "# cargo xtask send: the tree the series targets and the version of its next\n\
-             # posting (`cargo xtask send --new-version` bumps it after a posting).\n\
-             tree = {}\nversion = {}\nrfc = {}\n",
-            self.tree, self.version, self.rfc
-        )
     }
 
     pub fn path(project: &Project) -> PathBuf {
@@ -98,17 +154,43 @@ impl SendConfig {
         let path = Self::path(project);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "cannot read {}: create it with `tree = net-next` and `version = 1`",
+                "cannot read {}: create it with `version = 1` and a [tree] section per posting \
+                 (see Documentation/workflow.md)",
                 path.display()
             )
         })?;
         Self::parse(&text).with_context(|| format!("invalid {}", path.display()))
     }
 
-    /// `PATCH net-next` (format-patch adds `vN`).
-    pub fn prefix(&self) -> String {
+    /// `PATCH rdma-next` (format-patch adds `vN` and the numbers).
+    pub fn prefix(&self, part: &Part) -> String {
         let rfc = if self.rfc { "RFC " } else { "" };
-        format!("{rfc}PATCH {}", self.tree)
+        format!("{rfc}PATCH {}", part.tree)
+    }
+}
+
+/// send.conf with its `version =` line set to `version`; comments and the plan kept.
+pub fn set_version(text: &str, version: u32) -> String {
+    let mut out = String::new();
+    let mut replaced = false;
+    let mut in_plan = false;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        in_plan |= t.starts_with('[');
+        let is_version = t
+            .split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "version");
+        if !in_plan && !replaced && is_version {
+            out.push_str(&format!("version = {version}\n"));
+            replaced = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if replaced {
+        out
+    } else {
+        format!("version = {version}\n{out}")
     }
 }
 
@@ -170,75 +252,318 @@ fn mail_date(mail: &str) -> Option<&str> {
         .find_map(|l| l.strip_prefix("Date: "))
 }
 
+/// The identity the series is sent under: GIT_AUTHOR_NAME/GIT_AUTHOR_EMAIL when
+/// set (as git itself takes them), else `git config user.name/user.email` in the
+/// kernel tree (its own config, then the global one). Refuses a missing or
+/// placeholder identity with the cause and the fix on one line.
+pub fn sender(sh: &Shell, project: &Project) -> Result<Identity> {
+    let _d = sh.push_dir(&project.tree);
+    let config = |key: &str| {
+        cmd!(sh, "git config {key}")
+            .quiet()
+            .ignore_status()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    };
+    let local = |key: &str| {
+        cmd!(sh, "git config --local {key}")
+            .quiet()
+            .ignore_status()
+            .ignore_stderr()
+            .read()
+            .is_ok_and(|v| !v.trim().is_empty())
+    };
+    let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
+    let name = env("GIT_AUTHOR_NAME").or_else(|| config("user.name"));
+    let email = env("GIT_AUTHOR_EMAIL").or_else(|| config("user.email"));
+    identity::validate(name.as_deref(), email.as_deref()).map_err(|cause| {
+        let local = local("user.name") || local("user.email");
+        anyhow::anyhow!(identity::refusal(
+            &cause,
+            &project.tree.display().to_string(),
+            local
+        ))
+    })
+}
+
+/// One part of the plan, written.
+struct Written {
+    tree: String,
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    to: Vec<String>,
+    cc: Vec<String>,
+    prefix: String,
+}
+
+/// The pinned format-patch settings a developer's git config could change.
+const FORMAT_PATCH_PINS: [&str; 10] = [
+    "-c",
+    "format.signOff=false",
+    "-c",
+    "format.coverLetter=false",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "core.abbrev=12",
+];
+
 impl SendArgs {
     pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
         let versions = project.patches_dir().join(VERSIONS_DIR);
-        let mut conf = SendConfig::load(project)?;
+        let conf = SendConfig::load(project)?;
         if self.new_version {
-            return bump(project, &versions, &mut conf);
+            return bump(project, &versions, &conf);
         }
+        let me = sender(sh, project)?;
+        eprintln!(
+            "send: the series goes out as {} (From:, Signed-off-by:, MAINTAINERS M:)",
+            me.mailbox()
+        );
         let base = tree::base(sh, project)?;
         let tip = tree::work_tip(sh, project)?
             .with_context(|| format!("no branch {WORK_BRANCH}: run `cargo xtask apply`"))?;
+        let commits = crate::check::commits(sh, project, &format!("{base}..{tip}"))?;
+        let n_patches = commits.len();
+        // The plan must cover the series before anything is written.
+        let infos = crate::check::patch_infos(sh, project, &commits)?;
+        let problems = plan::problems(&conf.parts, &infos, None);
+        if !problems.is_empty() {
+            bail!(
+                "the merge plan in {} does not fit the series:\n  {}",
+                SendConfig::path(project).display(),
+                problems.join("\n  ")
+            );
+        }
         let n = conf.version;
         let out = project.target_dir().join("series").join(format!("v{n}"));
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out)?;
         let wt = worktree(sh, project, "send")?;
+        let scratch = project.target_dir().join("send");
 
-        // The previous version, applied in the worktree, for the range-diff.
-        let mut range_diff = None;
+        // The neutral series, one mail per commit.
+        let neutral_dir = scratch.join("neutral");
+        let _ = std::fs::remove_dir_all(&neutral_dir);
+        {
+            let _d = sh.push_dir(&wt);
+            let range = format!("{base}..{tip}");
+            cmd!(
+                sh,
+                "git {FORMAT_PATCH_PINS...} format-patch --quiet --no-to --no-cc --no-signature --no-numbered
+                 --no-cover-letter --output-directory {neutral_dir} {range}"
+            )
+            .quiet()
+            .run()
+            .context("git format-patch of the series failed")?;
+        }
+        let neutral = patch_files(&neutral_dir)?;
+        if neutral.len() != n_patches {
+            bail!(
+                "format-patch wrote {} files for {n_patches} commits in {}",
+                neutral.len(),
+                neutral_dir.display()
+            );
+        }
+
+        let mut written = Vec::new();
+        for part in &conf.parts {
+            written.push(self.write_part(
+                sh, project, &conf, part, &me, &wt, &base, &neutral, &out, &versions,
+            )?);
+        }
+
+        // Proof: the parts, applied in order onto the base, give the branch's tree
+        // with only the MAINTAINERS M: line the sender's.
+        let all: Vec<PathBuf> = written.iter().flat_map(|w| w.files.clone()).collect();
+        let got = am(sh, &wt, &base, &all, &me).context(
+            "the parts do not apply one after the other onto the base: see git's error above",
+        )?;
+        prove_same_as_branch(sh, &wt, &tip, &got, &me)?;
+        eprintln!(
+            "send: verified: git am of {} onto {} reproduces the tree of {WORK_BRANCH}, MAINTAINERS' M: line aside",
+            written
+                .iter()
+                .map(|w| w.tree.as_str())
+                .collect::<Vec<_>>()
+                .join(" then "),
+            project.base
+        );
+
+        // Nothing that names a placeholder address may go out.
+        let mut bad = Vec::new();
+        for f in &all {
+            let text = std::fs::read_to_string(f)?;
+            for (line, addr) in identity::placeholder_addresses(&text) {
+                bad.push(format!("{}:{line}: {addr}", f.display()));
+            }
+        }
+        if !bad.is_empty() {
+            bail!(
+                "placeholder addresses would be sent (replace them in the series, or teach \
+                 identity::rewrite about them):\n  {}",
+                bad.join("\n  ")
+            );
+        }
+
+        for w in &written {
+            let rel = w.dir.strip_prefix(&project.root).unwrap_or(&w.dir);
+            println!(
+                "wrote {} ({} file{}, v{n}, [{}])",
+                rel.display(),
+                w.files.len(),
+                if w.files.len() == 1 { "" } else { "s" },
+                w.prefix
+            );
+            println!("  To: {}", w.to.join(", "));
+            println!("  Cc: {}", w.cc.join(", "));
+            println!(
+                "  send with: git send-email --confirm=always --suppress-cc=self {}/*.patch",
+                rel.display()
+            );
+        }
+        crate::iproute2::send(sh, project, &out, &self.iproute2, &me)?;
+        if !self.send {
+            println!("after sending: cargo xtask send --new-version (records v{n} in patches/{VERSIONS_DIR}/)");
+            return Ok(());
+        }
+        for w in &written {
+            let status = std::process::Command::new("git")
+                .args(["send-email", "--confirm=always", "--suppress-cc=self"])
+                .args(&w.files)
+                .current_dir(&project.root)
+                .status()
+                .context("cannot run git send-email")?;
+            if !status.success() {
+                bail!("git send-email of {} failed", w.dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one part of the plan into `out/<tree>/`: its patches rewritten to the
+    /// sender (and `Cc: stable` for a stable part), applied alone onto the base,
+    /// formatted with the part's subject prefix, recipients and (for more than one
+    /// patch) the cover letter; proved by `git am` of what was written.
+    #[allow(clippy::too_many_arguments)]
+    fn write_part(
+        &self,
+        sh: &Shell,
+        project: &Project,
+        conf: &SendConfig,
+        part: &Part,
+        me: &Identity,
+        wt: &Path,
+        base: &str,
+        neutral: &[PathBuf],
+        out: &Path,
+        versions: &Path,
+    ) -> Result<Written> {
+        let numbers = part.numbers(neutral.len());
+        let k = numbers.len();
+        let n = conf.version;
+        let src = project
+            .target_dir()
+            .join("send")
+            .join(format!("{}-src", part.tree));
+        let _ = std::fs::remove_dir_all(&src);
+        std::fs::create_dir_all(&src)?;
+        let mut sources = Vec::new();
+        for &i in &numbers {
+            let from = &neutral[i - 1];
+            let mut text = identity::rewrite(
+                &std::fs::read_to_string(from)
+                    .with_context(|| format!("cannot read {}", from.display()))?,
+                &Identity::neutral(),
+                me,
+            );
+            if part.stable {
+                text = identity::add_trailer(&text, plan::STABLE_CC);
+            }
+            let dst = src.join(from.file_name().unwrap());
+            std::fs::write(&dst, text)?;
+            sources.push(dst);
+        }
+        let part_tip = am(sh, wt, base, &sources, me).with_context(|| {
+            format!(
+                "[{}] (patches {numbers:?}) does not apply onto the base on its own: each part of the \
+                 merge plan goes to its tree alone; move the patch it needs into it",
+                part.tree
+            )
+        })?;
+
+        // The previous version of this part, for the range-diff.
+        let mut range_diff = Vec::new();
         if n > 1 {
-            let prev = versions.join(format!("v{}", n - 1));
+            let prev = versions.join(format!("v{}", n - 1)).join(&part.tree);
             if prev.is_dir() {
-                let tip_prev = am(sh, &wt, &base, &patch_files(&prev)?)
+                let tip_prev = am(sh, wt, base, &patch_files(&prev)?, me)
                     .with_context(|| format!("cannot apply {} onto the base", prev.display()))?;
-                range_diff = Some(format!("--range-diff={base}..{tip_prev}"));
+                range_diff.push(format!("--range-diff={base}..{tip_prev}"));
             } else {
                 eprintln!(
-                    "send: no {} (the v{} patches): no range-diff",
+                    "send: no {}: [{}] gets no range-diff",
                     prev.display(),
-                    n - 1
+                    part.tree
                 );
             }
         }
 
-        let prefix = format!("--subject-prefix={}", conf.prefix());
+        let dir = out.join(&part.tree);
+        let prefix = conf.prefix(part);
+        let prefix_arg = format!("--subject-prefix={prefix}");
         let reroll: Vec<String> = if n > 1 {
             vec![format!("--reroll-count={n}")]
         } else {
             Vec::new()
         };
+        let shape: &[&str] = if k > 1 {
+            &["--numbered", "--cover-letter"]
+        } else {
+            &["--no-numbered", "--no-cover-letter"]
+        };
         let base_arg = format!("--base={base}");
-        let range = format!("{base}..{tip}");
+        let range = format!("{base}..{part_tip}");
         {
-            let _d = sh.push_dir(&project.tree);
+            let _d = sh.push_dir(wt);
+            // The cover letter's From: is the committer's identity.
             cmd!(
                 sh,
-                "git -c format.signOff=false -c format.coverLetter=false -c diff.noprefix=false -c diff.mnemonicPrefix=false -c core.abbrev=12
-                 format-patch --quiet --no-to --no-cc --no-signature --cover-letter --numbered {base_arg} {prefix}
-                 {reroll...} {range_diff...} --output-directory {out} {range}"
+                "git {FORMAT_PATCH_PINS...} format-patch --quiet --no-to --no-cc --no-signature {shape...}
+                 {base_arg} {prefix_arg} {reroll...} {range_diff...} --output-directory {dir} {range}"
             )
+            .env("GIT_COMMITTER_NAME", &me.name)
+            .env("GIT_COMMITTER_EMAIL", &me.email)
             .quiet()
             .run()
-            .context("git format-patch failed")?;
+            .with_context(|| format!("git format-patch of [{}] failed", part.tree))?;
         }
-        let files = patch_files(&out)?;
-        let (cover, patches) = files.split_first().context("format-patch wrote no files")?;
+        let files = patch_files(&dir)?;
+        let (cover, patches) = if k > 1 {
+            let (c, p) = files.split_first().context("format-patch wrote no files")?;
+            (Some(c.clone()), p.to_vec())
+        } else {
+            (None, files.clone())
+        };
 
-        // Recipients per patch, from the tree at the tip (the series edits MAINTAINERS).
-        checkout(sh, &wt, &tip)?;
+        // Recipients per patch, from the tree at the part's tip (the series edits
+        // MAINTAINERS).
+        checkout(sh, wt, &part_tip)?;
         let mut all_to: Vec<String> = Vec::new();
         let mut all_cc: Vec<String> = Vec::new();
-        for p in patches {
-            let out = std::process::Command::new("perl")
+        for p in &patches {
+            let gm = std::process::Command::new("perl")
                 .arg(wt.join("scripts/get_maintainer.pl"))
                 .args(["--no-git", "--no-git-fallback"])
                 .arg(p)
-                .current_dir(&wt)
+                .current_dir(wt)
                 .output()
                 .context("cannot run scripts/get_maintainer.pl")?;
-            let (to, cc) = split_recipients(&String::from_utf8_lossy(&out.stdout));
+            let (to, cc) = split_recipients(&String::from_utf8_lossy(&gm.stdout));
             let text = std::fs::read_to_string(p)?;
             std::fs::write(p, add_recipients(&text, &to, &cc))?;
             for a in to {
@@ -255,114 +580,138 @@ impl SendArgs {
         all_cc.retain(|a| !all_to.contains(a));
 
         // The cover letter: subject and text from patches/, then the changelog.
-        let src = std::fs::read_to_string(project.patches_dir().join(series::COVER_SOURCE))
-            .context("patches/cover-letter.txt is missing")?;
-        let (subject, mut body) = series::parse_cover(&src)?;
-        let changes = std::fs::read_to_string(versions.join(CHANGES_FILE)).unwrap_or_default();
-        if !changes.trim().is_empty() {
-            body.push_str("\n\n");
-            body.push_str(changes.trim_end());
-        } else if n > 1 {
-            bail!(
-                "v{n} needs a changelog: write `Changes in v{n}:` into patches/{VERSIONS_DIR}/{CHANGES_FILE}"
-            );
+        if let Some(cover) = &cover {
+            let src = std::fs::read_to_string(project.patches_dir().join(series::COVER_SOURCE))
+                .context("patches/cover-letter.txt is missing")?;
+            let (subject, mut body) = series::parse_cover(&src)?;
+            let changes = std::fs::read_to_string(versions.join(CHANGES_FILE)).unwrap_or_default();
+            if !changes.trim().is_empty() {
+                body.push_str("\n\n");
+                body.push_str(changes.trim_end());
+            } else if n > 1 {
+                bail!(
+                    "v{n} needs a changelog: write `Changes in v{n}:` into patches/{VERSIONS_DIR}/{CHANGES_FILE}"
+                );
+            }
+            let generated = std::fs::read_to_string(cover)?;
+            let date = mail_date(&generated).unwrap_or_default().to_string();
+            let filled = series::fill_cover(&generated, &subject, &body, &date);
+            std::fs::write(cover, add_recipients(&filled, &all_to, &all_cc))?;
         }
-        let generated = std::fs::read_to_string(cover)?;
-        let date = mail_date(&generated).unwrap_or_default().to_string();
-        let filled = series::fill_cover(&generated, &subject, &body, &date);
-        std::fs::write(cover, add_recipients(&filled, &all_to, &all_cc))?;
-        if let Some((line, p)) =
-            crate::check::placeholders(&std::fs::read_to_string(cover)?).first()
-        {
-            bail!(
-                "{}:{line}: placeholder `{p}` in the cover letter",
-                cover.display()
-            );
+        if let Some(cover) = &cover {
+            let text = std::fs::read_to_string(cover)?;
+            if let Some((line, p)) = crate::check::placeholders(&text).first() {
+                bail!(
+                    "{}:{line}: placeholder `{p}` in the cover letter",
+                    cover.display()
+                );
+            }
         }
 
-        // Proof: git am of the files onto the base gives the branch's tree.
-        let got = am(sh, &wt, &base, patches)?;
-        let (got_tree, want_tree) = {
-            let _d = sh.push_dir(&wt);
-            let a = format!("{got}^{{tree}}");
-            let b = format!("{tip}^{{tree}}");
-            (
-                cmd!(sh, "git rev-parse {a}").quiet().read()?,
-                cmd!(sh, "git rev-parse {b}").quiet().read()?,
-            )
-        };
+        // Proof: git am of the written files onto the base gives the part's tree.
+        let got = am(sh, wt, base, &files, me)?;
+        let (got_tree, want_tree) = (tree_id(sh, wt, &got)?, tree_id(sh, wt, &part_tip)?);
         if got_tree != want_tree {
             bail!(
-                "git am of {} onto the base gives tree {got_tree}, the branch has {want_tree}",
-                out.display()
+                "git am of {} onto the base gives tree {got_tree}, the part's commits have {want_tree}",
+                dir.display()
             );
         }
         eprintln!(
-            "send: verified: git am of the {} patches onto {} reproduces the tree of {WORK_BRANCH} ({want_tree})",
-            patches.len(),
-            project.base
+            "send: verified: git am of {} ({k} patch{}) onto the base reproduces its commits' tree ({want_tree})",
+            dir.display(),
+            if k == 1 { "" } else { "es" }
         );
-        println!(
-            "wrote {} ({} files, v{n}, [{}])",
-            out.display(),
-            files.len(),
-            conf.prefix()
-        );
-        println!("To: {}", all_to.join(", "));
-        println!("Cc: {}", all_cc.join(", "));
-        let rel = out.strip_prefix(&project.root).unwrap_or(&out);
-        let command = format!(
-            "git send-email --confirm=always --suppress-cc=self {}/*.patch",
-            rel.display()
-        );
-        println!("send with:\n  {command}");
-        if n >= 1 && !self.send {
-            println!("after sending: cargo xtask send --new-version (records v{n} in patches/{VERSIONS_DIR}/)");
+        for (who, list) in &part.acks {
+            let local: Vec<String> = list
+                .iter()
+                .filter_map(|i| numbers.iter().position(|x| x == i))
+                .map(|p| (p + 1).to_string())
+                .collect();
+            eprintln!(
+                "send: [{}]: {who} acks patches {} of this posting (series patches {list:?}); the cover letter says how",
+                part.tree,
+                local.join(", ")
+            );
         }
-        if self.send {
-            let mut args: Vec<PathBuf> = files.clone();
-            args.sort();
-            let status = std::process::Command::new("git")
-                .args(["send-email", "--confirm=always", "--suppress-cc=self"])
-                .args(&args)
-                .current_dir(&project.root)
-                .status()
-                .context("cannot run git send-email")?;
-            if !status.success() {
-                bail!("git send-email failed");
-            }
-        }
-        crate::iproute2::send(sh, project, &out, &self.iproute2)?;
-        Ok(())
+        Ok(Written {
+            tree: part.tree.clone(),
+            dir,
+            files,
+            to: all_to,
+            cc: all_cc,
+            prefix,
+        })
     }
 }
 
+/// `rev^{tree}`.
+fn tree_id(sh: &Shell, wt: &Path, rev: &str) -> Result<String> {
+    let _d = sh.push_dir(wt);
+    let spec = format!("{rev}^{{tree}}");
+    Ok(cmd!(sh, "git rev-parse {spec}").quiet().read()?)
+}
+
+/// The sent series (`got`) has the branch's tree but for MAINTAINERS, whose neutral
+/// `M:` line is the sender's.
+fn prove_same_as_branch(sh: &Shell, wt: &Path, tip: &str, got: &str, me: &Identity) -> Result<()> {
+    let _d = sh.push_dir(wt);
+    let names = cmd!(sh, "git diff --name-only {tip} {got}")
+        .quiet()
+        .read()?;
+    let names: Vec<&str> = names.lines().collect();
+    if names.iter().any(|n| *n != "MAINTAINERS") {
+        bail!(
+            "the written series differs from {WORK_BRANCH} in {}: only MAINTAINERS' M: line may",
+            names.join(", ")
+        );
+    }
+    if !names.is_empty() {
+        let (a, b) = (format!("{tip}:MAINTAINERS"), format!("{got}:MAINTAINERS"));
+        let want = identity::rewrite_maintainers(
+            &cmd!(sh, "git show {a}").quiet().read()?,
+            &Identity::neutral(),
+            me,
+        );
+        if cmd!(sh, "git show {b}").quiet().read()? != want {
+            bail!("the written series' MAINTAINERS differs from {WORK_BRANCH}'s by more than the M: line");
+        }
+    }
+    Ok(())
+}
+
 /// Records the generated vN as sent and moves on to vN+1.
-fn bump(project: &Project, versions: &Path, conf: &mut SendConfig) -> Result<()> {
+fn bump(project: &Project, versions: &Path, conf: &SendConfig) -> Result<()> {
     let n = conf.version;
     let sent = project.target_dir().join("series").join(format!("v{n}"));
-    let files = patch_files(&sent)
-        .ok()
-        .filter(|f| !f.is_empty())
-        .with_context(|| {
-            format!(
-                "no {}: run `cargo xtask send` for v{n} first",
-                sent.display()
-            )
-        })?;
     let keep = versions.join(format!("v{n}"));
-    std::fs::create_dir_all(&keep)?;
-    for f in &files {
-        let name = f.file_name().unwrap();
-        std::fs::copy(f, keep.join(name))?;
+    let mut copied = 0;
+    for part in &conf.parts {
+        let dir = sent.join(&part.tree);
+        let files = patch_files(&dir)
+            .ok()
+            .filter(|f| !f.is_empty())
+            .with_context(|| {
+                format!(
+                    "no {}: run `cargo xtask send` for v{n} first",
+                    dir.display()
+                )
+            })?;
+        std::fs::create_dir_all(keep.join(&part.tree))?;
+        for f in &files {
+            std::fs::copy(f, keep.join(&part.tree).join(f.file_name().unwrap()))?;
+            copied += 1;
+        }
     }
-    conf.version = n + 1;
-    crate::util::write_atomic(&SendConfig::path(project), conf.render().as_bytes())?;
+    let path = SendConfig::path(project);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    crate::util::write_atomic(&path, set_version(&text, n + 1).as_bytes())?;
     let changes = versions.join(CHANGES_FILE);
     let old = std::fs::read_to_string(&changes).unwrap_or_default();
     crate::util::write_atomic(&changes, changelog_stub(&old, n + 1).as_bytes())?;
     println!(
-        "recorded v{n} in {}; next is v{}: describe the changes in {} (check fails while it says TODO), then commit patches/{VERSIONS_DIR}",
+        "recorded v{n} ({copied} files) in {}; next is v{}: describe the changes in {} (check fails while it says TODO), then commit patches/{VERSIONS_DIR}",
         keep.display(),
         n + 1,
         changes.display()
@@ -381,9 +730,9 @@ pub fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// `git am` of patch files (cover letters are skipped) onto `base` in the worktree;
-/// returns the resulting commit.
-pub fn am(sh: &Shell, wt: &Path, base: &str, files: &[PathBuf]) -> Result<String> {
+/// `git am` of patch files (cover letters are skipped) onto `base` in the worktree,
+/// committed as `me`; returns the resulting commit.
+pub fn am(sh: &Shell, wt: &Path, base: &str, files: &[PathBuf], me: &Identity) -> Result<String> {
     checkout(sh, wt, base)?;
     let _d = sh.push_dir(wt);
     let files: Vec<&PathBuf> = files
@@ -393,9 +742,14 @@ pub fn am(sh: &Shell, wt: &Path, base: &str, files: &[PathBuf]) -> Result<String
                 .is_some_and(|n| n.to_string_lossy().contains("0000-cover-letter"))
         })
         .collect();
-    let r = cmd!(sh, "git -c user.name=xtask -c user.email=xtask@localhost am --quiet --committer-date-is-author-date {files...}")
-        .quiet()
-        .run();
+    let r = cmd!(
+        sh,
+        "git am --quiet --committer-date-is-author-date {files...}"
+    )
+    .env("GIT_COMMITTER_NAME", &me.name)
+    .env("GIT_COMMITTER_EMAIL", &me.email)
+    .quiet()
+    .run();
     if let Err(e) = r {
         let _ = cmd!(sh, "git am --abort").quiet().ignore_status().run();
         return Err(e).context("git am failed");
@@ -408,16 +762,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_round_trip() {
+    fn config_and_plan() {
         let c = SendConfig::parse("# x\ntree = net-next\nversion = 2\n").unwrap();
         assert_eq!(c.version, 2);
-        assert_eq!(c.prefix(), "PATCH net-next");
-        assert_eq!(SendConfig::parse(&c.render()).unwrap(), c);
-        assert!(SendConfig::parse("version = 1\n").is_err());
+        assert_eq!(c.parts, vec![Part::new("net-next", Patches::All)]);
+        assert_eq!(c.prefix(&c.parts[0]), "PATCH net-next");
+        assert!(SendConfig::parse("version = 1\n")
+            .unwrap_err()
+            .to_string()
+            .contains("no merge plan"));
         assert!(SendConfig::parse("tree = x\nversion = 0\n").is_err());
         assert!(SendConfig::parse("tree = x\ncolour = red\n").is_err());
+        assert!(SendConfig::parse("tree = x\nrfc = yes\n").is_err());
         let rfc = SendConfig::parse("tree = rdma-next\nrfc = true\n").unwrap();
-        assert_eq!(rfc.prefix(), "RFC PATCH rdma-next");
+        assert_eq!(rfc.prefix(&rfc.parts[0]), "RFC PATCH rdma-next");
+
+        let text = "# plan\nversion = 1\nrfc = false\n\n# the fix\n[rdma-rc]\npatches = 1\nstable = true\n\n\
+                    [rdma-next]\npatches = 2-15\nacked-by = netdev 2-3\n";
+        let c = SendConfig::parse(text).unwrap();
+        assert_eq!(c.parts.len(), 2);
+        assert_eq!(c.parts[0].tree, "rdma-rc");
+        assert!(c.parts[0].stable);
+        assert_eq!(c.parts[0].numbers(15), vec![1]);
+        assert_eq!(c.parts[1].numbers(15), (2..=15).collect::<Vec<_>>());
+        assert_eq!(c.parts[1].acked_by("netdev"), vec![2, 3]);
+        assert!(!c.parts[1].stable);
+        for (bad, want) in [
+            ("tree = x\n[a]\npatches = 1\n", "both"),
+            ("[a]\nstable = true\n", "no `patches = ...`"),
+            ("[a]\npatches = 1\n[a]\npatches = 2\n", "twice"),
+            ("[a b]\npatches = 1\n", "one tree"),
+            ("[a]\npatches = 1\ncolour = red\n", "unknown key `colour`"),
+            ("[a]\npatches = 2-1\n", "patches"),
+            ("[a]\npatches = 1\nacked-by = netdev\n", "acked-by"),
+        ] {
+            let e = format!("{:#}", SendConfig::parse(bad).unwrap_err());
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
+        // --new-version changes the version line only.
+        let bumped = set_version(text, 2);
+        assert_eq!(bumped, text.replace("version = 1\n", "version = 2\n"));
+        assert_eq!(SendConfig::parse(&bumped).unwrap().version, 2);
+        assert_eq!(
+            set_version("[a]\npatches = 1\n", 3),
+            "version = 3\n[a]\npatches = 1\n"
+        );
+    }
+
+    #[test]
+    fn the_committed_plan_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches/versions/send.conf");
+        let c = SendConfig::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(c.parts[0].tree, "rdma-rc");
+        assert!(c.parts[0].stable);
+        assert_eq!(c.parts[1].tree, "rdma-next");
     }
 
     #[test]

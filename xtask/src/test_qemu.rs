@@ -17,7 +17,7 @@ use crate::util::{fmt_duration, Phases};
 use crate::vm::{self, Accel};
 
 #[path = "consumer.rs"]
-mod consumer;
+pub mod consumer;
 
 #[derive(Debug, clap::Args)]
 pub struct TestQemuArgs {

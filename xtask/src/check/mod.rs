@@ -1,7 +1,8 @@
 //! `cargo xtask check`: the upstream-readiness gate. Every patch of the series is
 //! checked in order, in a worktree of its own under target/check/, against the state
 //! before it (as the netdev CI does), so warnings the base kernel already has do not
-//! count; then the series as a whole. Results are cached per `git patch-id --stable`.
+//! count; then the series as a whole. Results are cached per patch, parent tree,
+//! config and pin (see [`CacheKey`]).
 
 mod build;
 pub(crate) mod checkpatch;
@@ -28,8 +29,9 @@ use crate::util::fmt_duration;
 pub use diff::FileDiff;
 pub use series::placeholders;
 
-/// Bump when a check changes, so cached results are recomputed.
-const CACHE_VERSION: u32 = 5;
+/// The check's version: bump when a check changes, so cached results are recomputed.
+/// It is part of every cache key (6: keys name the parent tree, config and pin).
+const CACHE_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
@@ -256,6 +258,30 @@ pub fn commits(sh: &Shell, project: &Project, range: &str) -> Result<Vec<Commit>
     parse_log(&out)
 }
 
+/// What the merge plan check needs of each commit: subject, message, files.
+pub fn patch_infos(
+    sh: &Shell,
+    project: &Project,
+    commits: &[Commit],
+) -> Result<Vec<crate::plan::PatchInfo>> {
+    let _d = sh.push_dir(&project.tree);
+    commits
+        .iter()
+        .map(|c| {
+            let (id, parent) = (&c.id, &c.parent);
+            let message = cmd!(sh, "git log -1 --format=%B {id}").quiet().read()?;
+            let files = cmd!(sh, "git diff --no-renames --name-only {parent} {id}")
+                .quiet()
+                .read()?;
+            Ok(crate::plan::PatchInfo {
+                subject: c.subject.clone(),
+                message,
+                files: files.lines().map(str::to_string).collect(),
+            })
+        })
+        .collect()
+}
+
 /// Parses `%H\t%P\t%s` lines.
 pub fn parse_log(out: &str) -> Result<Vec<Commit>> {
     out.lines()
@@ -300,6 +326,100 @@ pub fn patch_id(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
         .quiet()
         .read()?;
     Ok(format!("{id}-{}", &extra[..extra.len().min(12)]))
+}
+
+/// Everything the cached result of one patch depends on. The patch id alone is not
+/// enough: a patch's build, sparse, kdoc and uapi results also depend on the tree it
+/// applies to (earlier patches, the base, so the pin) and on the kernel config the
+/// build uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    /// [`patch_id`] of the commit.
+    pub patch_id: String,
+    /// Tree id of the commit's parent: the whole state the patch applies to.
+    pub parent_tree: String,
+    /// [`digest`] of the config fragments (ci/*.config, ci/debug/*.config, the
+    /// selftests' `config` files).
+    pub config: String,
+    /// [`digest`] of kernel-src/kernel.toml.
+    pub pin: String,
+    /// `fast` or `full`.
+    pub mode: String,
+}
+
+impl CacheKey {
+    /// The cache file's name: readable patch id and mode, the check's version, and a
+    /// digest of the rest.
+    pub fn file_name(&self) -> String {
+        let rest = digest(&[
+            ("parent-tree", &self.parent_tree),
+            ("config", &self.config),
+            ("pin", &self.pin),
+        ]);
+        format!(
+            "{}-{}-v{CACHE_VERSION}-{rest}.txt",
+            self.patch_id, self.mode
+        )
+    }
+}
+
+/// A stable 128-bit FNV-1a digest (hex) of named parts (length-prefixed, so no two
+/// different lists give the same input). Not cryptographic: it keys a local cache.
+pub fn digest(parts: &[(&str, &str)]) -> String {
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u128::from(*b);
+            h = h.wrapping_mul(0x0000000001000000000000000000013B);
+        }
+    };
+    for (name, value) in parts {
+        for s in [name, value] {
+            feed(&(s.len() as u64).to_le_bytes());
+            feed(s.as_bytes());
+        }
+    }
+    format!("{h:032x}")
+}
+
+/// The config fragments a check build reads, as (path, contents), sorted: ci/*.config,
+/// ci/debug/*.config, and the `config` of every selftest directory the series adds
+/// (read from the kernel tree, as the check build does).
+pub fn config_inputs(sh: &Shell, project: &Project) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for dir in [project.ci_dir(), project.ci_dir().join("debug")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "config") {
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                let rel = p.strip_prefix(&project.root).unwrap_or(&p);
+                out.push((rel.display().to_string(), text));
+            }
+        }
+    }
+    let added = tree::added_files(sh, project).unwrap_or_default();
+    for t in crate::build::selftest_targets(&added) {
+        let rel = format!("tools/testing/selftests/{t}/config");
+        if let Ok(text) = std::fs::read_to_string(project.tree.join(&rel)) {
+            out.push((rel, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Tree id of a commit.
+fn tree_of(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
+    let _d = sh.push_dir(&project.tree);
+    let spec = format!("{commit}^{{tree}}");
+    cmd!(sh, "git rev-parse --verify {spec}")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot read the tree of {commit}"))
 }
 
 /// The message and the changed lines of `git show` output, whitespace kept.
@@ -386,6 +506,19 @@ impl CheckArgs {
         let cache = project.target_dir().join("check-cache");
         std::fs::create_dir_all(&cache)?;
         let mode = if self.fast { "fast" } else { "full" };
+        // What every cached result depends on besides its patch and parent tree.
+        let config = {
+            let files = config_inputs(sh, project)?;
+            let parts: Vec<(&str, &str)> = files
+                .iter()
+                .map(|(p, t)| (p.as_str(), t.as_str()))
+                .collect();
+            digest(&parts)
+        };
+        let pin_path = project.root.join(crate::pin::PIN_FILE);
+        let pin = std::fs::read_to_string(&pin_path)
+            .with_context(|| format!("cannot read the pin {}", pin_path.display()))?;
+        let pin = digest(&[("kernel.toml", &pin)]);
         let mut builder = if self.fast {
             None
         } else {
@@ -401,8 +534,14 @@ impl CheckArgs {
         let mut known: Vec<String> = Vec::new();
         for (i, c) in list.iter().enumerate() {
             let index = i + 1;
-            let pid = patch_id(sh, project, &c.id)?;
-            let cache_file = cache.join(format!("{pid}-{mode}-v{CACHE_VERSION}.txt"));
+            let key = CacheKey {
+                patch_id: patch_id(sh, project, &c.id)?,
+                parent_tree: tree_of(sh, project, &c.parent)?,
+                config: config.clone(),
+                pin: pin.clone(),
+                mode: mode.to_string(),
+            };
+            let cache_file = cache.join(key.file_name());
             let wanted = self.patch.is_none_or_eq(index);
             let cached = if self.no_cache && wanted {
                 None
@@ -694,6 +833,46 @@ mod tests {
         assert_eq!(k, keys);
         assert!(parse_cache("").is_none());
         assert!(parse_cache("x\tbogus\n").is_none());
+    }
+
+    #[test]
+    fn cache_key_names_everything_the_result_depends_on() {
+        let key = CacheKey {
+            patch_id: "0123abcd-456789abcdef".into(),
+            parent_tree: "1".repeat(40),
+            config: digest(&[("ci/net.config", "CONFIG_NET=y\n")]),
+            pin: digest(&[("kernel.toml", "version = \"7.3.4\"\n")]),
+            mode: "fast".into(),
+        };
+        let name = key.file_name();
+        assert!(name.starts_with("0123abcd-456789abcdef-fast-v"), "{name}");
+        assert_eq!(name, key.clone().file_name(), "stable");
+        // The same patch on another parent (an earlier patch changed): the old key
+        // (patch id, mode, version) reused the result.
+        let moved = CacheKey {
+            parent_tree: "2".repeat(40),
+            ..key.clone()
+        };
+        assert_ne!(name, moved.file_name());
+        let config = CacheKey {
+            config: digest(&[("ci/net.config", "CONFIG_NET=y\nCONFIG_X=y\n")]),
+            ..key.clone()
+        };
+        assert_ne!(name, config.file_name());
+        let pin = CacheKey {
+            pin: digest(&[("kernel.toml", "version = \"7.3.5\"\n")]),
+            ..key.clone()
+        };
+        assert_ne!(name, pin.file_name());
+        let full = CacheKey {
+            mode: "full".into(),
+            ..key.clone()
+        };
+        assert_ne!(name, full.file_name());
+        // Parts are length-prefixed: moving a byte between them changes the digest.
+        assert_ne!(digest(&[("a", "bc")]), digest(&[("ab", "c")]));
+        assert_ne!(digest(&[("a", "b"), ("c", "")]), digest(&[("a", "bc")]));
+        assert_eq!(digest(&[]).len(), 32);
     }
 
     #[test]

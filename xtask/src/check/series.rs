@@ -1,4 +1,5 @@
-//! Checks of the series as a whole: patch count, cover letter, subject prefix,
+//! Checks of the series as a whole: patch count, cover letter, subject prefix, merge
+//! plan,
 //! MAINTAINERS coverage of new files, selftest Makefile and config, YNL specs.
 
 use std::path::Path;
@@ -8,6 +9,7 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use super::{Commit, Outcome, Status};
+use crate::plan;
 use crate::project::Project;
 
 /// The netdev limit.
@@ -200,19 +202,92 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
     }
     match crate::send::SendConfig::load(ctx.project) {
         Err(e) => Outcome::from_findings("prefix", Status::Fail, vec![format!("{e:#}")]),
-        Ok(c) => match prefix_problem(&c.prefix()) {
-            Some(p) => Outcome::from_findings(
-                "prefix",
-                Status::Fail,
-                vec![format!(
-                    "patches/{}/{}: {p}",
-                    crate::send::VERSIONS_DIR,
-                    crate::send::CONFIG_FILE
-                )],
-            ),
-            None => Outcome::new("prefix", Status::Pass),
-        },
+        Ok(c) => Outcome::from_findings(
+            "prefix",
+            Status::Fail,
+            c.parts
+                .iter()
+                .filter_map(|p| prefix_problem(&c.prefix(p)))
+                .map(|p| {
+                    format!(
+                        "patches/{}/{}: {p}",
+                        crate::send::VERSIONS_DIR,
+                        crate::send::CONFIG_FILE
+                    )
+                })
+                .collect(),
+        ),
     }
+}
+
+/// The merge plan of send.conf against the series (every patch in one part, fixes
+/// with Fixes:, other subsystems' files acked, the cover letter's merge plan), and
+/// the subject prefixes of what `send` wrote (target/series/vN/<tree>/) against it.
+/// Written files that no longer match the series are stale: a warning.
+fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
+    if !ctx.is_series {
+        return Ok(Outcome::skip(
+            "plan",
+            "an arbitrary --range has no merge plan",
+        ));
+    }
+    let conf = match crate::send::SendConfig::load(ctx.project) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Outcome::from_findings(
+                "plan",
+                Status::Fail,
+                vec![format!("{e:#}")],
+            ))
+        }
+    };
+    let conf_path = format!(
+        "patches/{}/{}",
+        crate::send::VERSIONS_DIR,
+        crate::send::CONFIG_FILE
+    );
+    let infos = super::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
+    let cover =
+        std::fs::read_to_string(ctx.project.patches_dir().join(crate::series::COVER_SOURCE)).ok();
+    let mut fails: Vec<String> = plan::problems(&conf.parts, &infos, cover.as_deref())
+        .into_iter()
+        .map(|p| format!("{conf_path}: {p}"))
+        .collect();
+    let mut warns = Vec::new();
+    let series_dir = ctx
+        .project
+        .target_dir()
+        .join("series")
+        .join(format!("v{}", conf.version));
+    for part in &conf.parts {
+        let dir = series_dir.join(&part.tree);
+        let Ok(files) = crate::send::patch_files(&dir) else {
+            continue;
+        };
+        let mut written = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f)?;
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            written.push((name, plan::mail_subject(&text).unwrap_or_default()));
+        }
+        let numbers = part.numbers(infos.len());
+        let subjects: Vec<String> = numbers
+            .iter()
+            .filter_map(|i| infos.get(i - 1).map(|p| p.subject.clone()))
+            .collect();
+        let expected = plan::expected_prefixes(&conf.prefix(part), conf.version, numbers.len());
+        let rel = dir.strip_prefix(&ctx.project.root).unwrap_or(&dir);
+        let (f, w) =
+            plan::subject_problems(&rel.display().to_string(), &written, &expected, &subjects);
+        fails.extend(f);
+        warns.extend(w);
+    }
+    Ok(if !fails.is_empty() {
+        fails.extend(warns);
+        Outcome::from_findings("plan", Status::Fail, fails)
+    } else {
+        Outcome::from_findings("plan", Status::Warn, warns)
+    })
 }
 
 /// Every added file is covered by a MAINTAINERS section other than THE REST.
@@ -379,6 +454,7 @@ pub fn run(ctx: &SeriesCtx) -> Result<Vec<Outcome>> {
         count(ctx),
         cover(ctx),
         prefix(ctx),
+        plan_check(ctx)?,
         maintainers(ctx)?,
         selftests(ctx)?,
         ynl(ctx)?,

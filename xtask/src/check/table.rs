@@ -53,7 +53,7 @@ pub fn render(reports: &[PatchReport], series: &[Outcome]) -> String {
         s.push_str(&format!("series: {}\n", cells.join(", ")));
     }
     if reports.iter().any(|r| r.cached) {
-        s.push_str("(* = result from target/check-cache: the patch id did not change)\n");
+        s.push_str("(* = result from target/check-cache: the patch, its parent tree, the config fragments, the pin and the check version did not change)\n");
     }
     let mut details = Vec::new();
     for o in reports.iter().flat_map(|r| &r.outcomes).chain(series) {
