@@ -211,18 +211,8 @@ pub fn prepare(sh: &Shell, project: &Project, checkout: &Path) -> Result<PathBuf
     std::fs::create_dir_all(out_dir(project))?;
     if wt.join(".git").exists() {
         let _d = sh.push_dir(&wt);
-        let _ = cmd!(sh, "git am --abort")
-            .quiet()
-            .ignore_status()
-            .ignore_stderr()
-            .run();
-        cmd!(
-            sh,
-            "git -c advice.detachedHead=false checkout --quiet --force --detach {base}"
-        )
-        .quiet()
-        .run()
-        .with_context(|| format!("cannot check out {base} in {}", wt.display()))?;
+        detach_at(sh, &base)
+            .with_context(|| format!("cannot check out {base} in {}", wt.display()))?;
     } else {
         let _ = std::fs::remove_dir_all(&wt);
         let _d = sh.push_dir(&checkout);
@@ -553,6 +543,23 @@ pub fn retitle(mail: &str, prefix: &str, version: u32) -> String {
         .collect()
 }
 
+/// In the current directory's worktree: abort a `git am` left behind, then check
+/// `rev` out, detached, dropping any change.
+fn detach_at(sh: &Shell, rev: &str) -> Result<()> {
+    let _ = cmd!(sh, "git am --abort")
+        .quiet()
+        .ignore_status()
+        .ignore_stderr()
+        .run();
+    cmd!(
+        sh,
+        "git -c advice.detachedHead=false checkout --quiet --force --detach {rev}"
+    )
+    .quiet()
+    .run()?;
+    Ok(())
+}
+
 /// A mail of the neutral identity under `me`: what [`identity::rewrite`] does, and
 /// iproute2's MAINTAINERS `M: ` lines, which have a space where the kernel's have a
 /// tab.
@@ -660,17 +667,7 @@ pub fn send(
         .run();
         let tree = "HEAD^{tree}";
         let got = cmd!(sh, "git rev-parse {tree}").quiet().read();
-        let _ = cmd!(sh, "git am --abort")
-            .quiet()
-            .ignore_status()
-            .ignore_stderr()
-            .run();
-        cmd!(
-            sh,
-            "git -c advice.detachedHead=false checkout --quiet --force --detach {head}"
-        )
-        .quiet()
-        .run()?;
+        detach_at(sh, &head)?;
         let want = cmd!(sh, "git rev-parse {tree}").quiet().read()?;
         r.context("git am of the written iproute2 series failed")?;
         if got? != want {
