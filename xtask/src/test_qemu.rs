@@ -492,9 +492,13 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
         "# Written by cargo xtask test-qemu.\n\
          cd '{dir}' || exit 1\n\
          kml=/sys/kernel/debug/kmemleak\n\
+         # kmemleak reports an object only once it is 5 s old and unchanged since the\n\
+         # previous scan (a new object's first scan records its checksum): wait, then\n\
+         # scan twice, so that a leak from the end of a test is that test's.\n\
+         kml_scan() {{ sleep 5; echo scan >$kml; echo scan >$kml; }}\n\
          # Leaks from boot are not any test's: report them as the boot's.\n\
          if [ -w $kml ]; then\n\
-         \techo scan >$kml; echo '{begin}boot'; cat $kml; echo '{end}'; echo clear >$kml\n\
+         \tkml_scan; echo '{begin}boot'; cat $kml; echo '{end}'; echo clear >$kml\n\
          fi\n\
          echo 'TAP version 13'\n\
          echo '1..{n}'\n",
@@ -509,7 +513,7 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
              ./run_kselftest.sh -t '{t}' 2>&1 | sed -u -e '/^TAP version 13$/d' -e '/^1\\.\\.1$/d' -e '/^# Totals: /d' \\\n\
              \t-e 's/^ok 1 /ok {n} /' -e 's/^not ok 1 /not ok {n} /'\n\
              if [ -w $kml ]; then\n\
-             \techo scan >$kml; echo '{begin}{t}'; cat $kml; echo '{end}'; echo clear >$kml\n\
+             \tkml_scan; echo '{begin}{t}'; cat $kml; echo '{end}'; echo clear >$kml\n\
              fi\n",
             mark = vm::SECTION_MARK,
             begin = kmemleak::BEGIN,
@@ -687,6 +691,16 @@ mod tests {
         assert!(p.contains("./run_kselftest.sh -t 'd:b.sh'"), "{p}");
         assert!(p.contains("s/^not ok 1 /not ok 2 /"), "{p}");
         assert!(p.contains("XTASK-KMEMLEAK-BEGIN d:a.sh"), "{p}");
+        // A new object is reported by its second scan, once 5 s old: each test's
+        // report is printed after the wait and two scans.
+        assert!(
+            p.contains("kml_scan() { sleep 5; echo scan >$kml; echo scan >$kml; }"),
+            "{p}"
+        );
+        assert!(
+            p.contains("\tkml_scan; echo 'XTASK-KMEMLEAK-BEGIN d:b.sh'"),
+            "{p}"
+        );
     }
 
     #[test]
