@@ -560,6 +560,17 @@ fn detach_at(sh: &Shell, rev: &str) -> Result<()> {
     Ok(())
 }
 
+/// A `git diff --unified=0` of MAINTAINERS that changes nothing but the neutral
+/// identity's `M: ` lines into `me`'s.
+pub fn maintainers_diff_is_identity(diff: &str, me: &Identity) -> bool {
+    let neutral = format!("M: {}", Identity::neutral().mailbox());
+    let mine = format!("M: {}", me.mailbox());
+    diff.lines()
+        .filter(|l| !l.starts_with("---") && !l.starts_with("+++"))
+        .filter(|l| l.starts_with('-') || l.starts_with('+'))
+        .all(|l| l[1..] == neutral || l[1..] == mine)
+}
+
 /// A mail of the neutral identity under `me`: what [`identity::rewrite`] does, and
 /// iproute2's MAINTAINERS `M: ` lines, which have a space where the kernel's have a
 /// tab.
@@ -624,9 +635,20 @@ pub fn send(
             (vec!["netdev@vger.kernel.org".to_string()], Vec::new())
         }
     };
+    // The MAINTAINERS entry the series adds names the neutral identity: on the
+    // mails it is the sender, as in the patches themselves.
+    let sender = |list: Vec<String>| -> Vec<String> {
+        let neutral = Identity::neutral().mailbox();
+        list.into_iter()
+            .map(|r| if r == neutral { me.mailbox() } else { r })
+            .collect()
+    };
+    let (to, cc) = (sender(to), sender(cc));
     let mut written = Vec::new();
     for (f, text) in files.iter().zip(&all) {
         let mail = rewrite_identity(text, me);
+        let mail = retitle(&mail, &conf.prefix(part), conf.version);
+        let mail = crate::send::add_recipients(&mail, &to, &cc);
         let bad = identity::placeholder_addresses(&mail);
         if let Some((line, addr)) = bad.first() {
             bail!(
@@ -634,8 +656,6 @@ pub fn send(
                 f.display()
             );
         }
-        let mail = retitle(&mail, &conf.prefix(part), conf.version);
-        let mail = crate::send::add_recipients(&mail, &to, &cc);
         let name = f.file_name().context("patch without a name")?;
         let name = match conf.version {
             1 => name.to_string_lossy().to_string(),
@@ -670,12 +690,29 @@ pub fn send(
         detach_at(sh, &head)?;
         let want = cmd!(sh, "git rev-parse {tree}").quiet().read()?;
         r.context("git am of the written iproute2 series failed")?;
-        if got? != want {
-            bail!("git am of {} does not give the patched tree", dir.display());
+        let got = got?;
+        // The written files carry the sender in MAINTAINERS' M: line, the patched
+        // tree the neutral identity: everything else must be the same.
+        let same = cmd!(
+            sh,
+            "git diff --quiet {want} {got} -- . :(exclude)MAINTAINERS"
+        )
+        .quiet()
+        .run()
+        .is_ok();
+        let maint = cmd!(sh, "git diff --unified=0 {want} {got} -- MAINTAINERS")
+            .quiet()
+            .read()?;
+        if !same || !maintainers_diff_is_identity(&maint, me) {
+            bail!(
+                "git am of {} does not give the patched tree (MAINTAINERS' M: line aside)",
+                dir.display()
+            );
         }
         eprintln!(
-            "send: iproute2: verified: the {n} patches apply onto {}",
-            c.display()
+            "send: iproute2: verified: the {n} patches apply onto {}, as {}",
+            c.display(),
+            me.mailbox()
         );
     }
     let rel = dir.strip_prefix(&project.root).unwrap_or(&dir);
@@ -693,6 +730,19 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maintainers_diff_only_the_identity() {
+        let me = Identity::new("Ada Tester", "ada@tester.dev");
+        let n = Identity::neutral().mailbox();
+        let ok = format!(
+            "--- a/MAINTAINERS\n+++ b/MAINTAINERS\n@@ -1 +1 @@\n-M: {n}\n+M: Ada Tester <ada@tester.dev>\n"
+        );
+        assert!(maintainers_diff_is_identity(&ok, &me));
+        assert!(maintainers_diff_is_identity("", &me));
+        let other = format!("{ok}@@ -9 +9 @@\n-F: ip/\n+F: tc/\n");
+        assert!(!maintainers_diff_is_identity(&other, &me));
+    }
 
     #[test]
     fn identity_rewritten_with_iproute2s_maintainers_style() {
