@@ -141,12 +141,11 @@ pub fn base_commit(text: &str) -> Option<String> {
     })
 }
 
-/// The files a patch changes (`diff --git a/X b/X`).
+/// The files a patch changes, in order, each once.
 pub fn touched(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("diff --git a/"))
-        .filter_map(|l| l.split_once(" b/").map(|(_, b)| b.to_string()))
+    let mut v: Vec<String> = crate::check::diff::parse(text)
+        .into_iter()
+        .map(|f| f.path)
         .collect();
     v.dedup();
     v
@@ -404,56 +403,22 @@ pub fn subject_has_prefix(mail: &str, prefix: &str) -> bool {
         })
 }
 
-/// checkpatch --no-tree --strict on one patch file; returns the findings.
+/// checkpatch --no-tree on one patch file, as for the kernel but with iproute2's
+/// 100 columns and its MAINTAINERS style accepted; returns the findings.
 fn checkpatch(
     kernel_wt: &Path,
     file: &Path,
     name: &str,
     status: &mut Status,
 ) -> Result<Vec<String>> {
-    let ignore = format!("{},{ACCEPTED}", crate::check::checkpatch::IGNORE);
-    let mut command = Command::new("perl");
-    command
-        .arg(kernel_wt.join("scripts/checkpatch.pl"))
-        .args([
-            "--no-tree",
-            "--strict",
-            "--show-types",
-            "--max-line-length=100",
-        ])
-        .arg(format!("--ignore={ignore}"));
-    if Path::new(crate::deps::CODESPELL_DICT).is_file() {
-        command
-            .arg("--codespell")
-            .arg(format!("--codespellfile={}", crate::deps::CODESPELL_DICT));
-    }
-    let out = command
-        .arg(file)
-        .current_dir(kernel_wt)
-        .output()
-        .context("cannot run scripts/checkpatch.pl")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let found = crate::check::checkpatch::parse(&text);
-    let mut details = Vec::new();
-    for f in &found {
-        *status = (*status).max(if f.level == "ERROR" {
-            Status::Fail
-        } else {
-            Status::Warn
-        });
-        let place = f.place.as_deref().unwrap_or("commit message");
-        details.push(format!(
-            "{name}: {place}: {}:{}: {}",
-            f.level, f.kind, f.message
-        ));
-    }
-    if found.is_empty() && !out.status.success() {
-        *status = Status::Fail;
-        details.push(format!(
-            "{name}: checkpatch failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    let (out, _) = crate::check::checkpatch::invoke(
+        kernel_wt,
+        100,
+        ACCEPTED,
+        &[std::ffi::OsStr::new("--no-tree"), file.as_os_str()],
+    )?;
+    let (found, details) = crate::check::checkpatch::judge(name, &out);
+    *status = (*status).max(found);
     Ok(details)
 }
 

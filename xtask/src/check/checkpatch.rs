@@ -1,6 +1,8 @@
 //! checkpatch --strict --codespell with the netdev CI's ignore list.
 
-use std::process::Command;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use anyhow::{Context, Result};
 
@@ -50,15 +52,28 @@ pub fn parse(out: &str) -> Vec<Finding> {
     found
 }
 
-/// checkpatch on one commit: errors fail, warnings and checks warn.
-pub fn run(ctx: &Ctx) -> Result<Outcome> {
-    let script = ctx.wt.join("scripts/checkpatch.pl");
+/// Runs the checkpatch.pl of the kernel worktree `wt` as the gate does: `--strict
+/// --show-types`, lines up to `max_line` columns, the netdev CI's ignore list plus
+/// `extra_ignore`, and `--codespell` when the dictionary is installed; `target` is
+/// what to check (`-g COMMIT`, or `--no-tree FILE`). Returns checkpatch's output and
+/// whether the dictionary was there.
+pub fn invoke(
+    wt: &Path,
+    max_line: u32,
+    extra_ignore: &str,
+    target: &[&OsStr],
+) -> Result<(Output, bool)> {
+    let mut ignore = IGNORE.to_string();
+    if !extra_ignore.is_empty() {
+        ignore = format!("{ignore},{extra_ignore}");
+    }
     let mut command = Command::new("perl");
     command
-        .arg(&script)
-        .args(["--strict", "--show-types", "--max-line-length=80"])
-        .arg(format!("--ignore={IGNORE}"));
-    let spell = std::path::Path::new(CODESPELL_DICT).is_file();
+        .arg(wt.join("scripts/checkpatch.pl"))
+        .args(["--strict", "--show-types"])
+        .arg(format!("--max-line-length={max_line}"))
+        .arg(format!("--ignore={ignore}"));
+    let spell = Path::new(CODESPELL_DICT).is_file();
     if spell {
         command
             .arg("--codespell")
@@ -67,47 +82,59 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
     // spdxcheck.py must find the system python with its modules (git, ply).
     let path = std::env::var("PATH").unwrap_or_default();
     let out = command
-        .arg("-g")
-        .arg(&ctx.commit.id)
-        .current_dir(&ctx.wt)
+        .args(target)
+        .current_dir(wt)
         .env("PATH", format!("/usr/bin:{path}"))
         .output()
         .context("cannot run scripts/checkpatch.pl")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let found = parse(&text);
-    let mut o = Outcome::new("checkpatch", Status::Pass);
+    Ok((out, spell))
+}
+
+/// What checkpatch's output means for a cell: errors fail, warnings and checks
+/// warn, a failed run without findings fails; one detail line per finding, each
+/// starting with `name`.
+pub fn judge(name: &str, out: &Output) -> (Status, Vec<String>) {
+    let found = parse(&String::from_utf8_lossy(&out.stdout));
+    let mut status = Status::Pass;
+    let mut details = Vec::new();
     for f in &found {
-        let status = if f.level == "ERROR" {
+        status = status.max(if f.level == "ERROR" {
             Status::Fail
         } else {
             Status::Warn
-        };
-        o.status = o.status.max(status);
-        let place = f
-            .place
-            .clone()
-            .unwrap_or_else(|| "commit message".to_string());
+        });
+        let place = f.place.as_deref().unwrap_or("commit message");
         let note = if f.kind == "UNKNOWN_COMMIT_ID" {
             " (the pinned base is a tarball import without upstream history: check the id in a linux clone)"
         } else {
             ""
         };
-        o.details.push(format!(
-            "{}: {place}: {}:{}: {}{note}",
-            ctx.name(),
-            f.level,
-            f.kind,
-            f.message
+        details.push(format!(
+            "{name}: {place}: {}:{}: {}{note}",
+            f.level, f.kind, f.message
         ));
     }
     if found.is_empty() && !out.status.success() {
-        o.status = Status::Fail;
-        o.details.push(format!(
-            "{}: checkpatch failed: {}",
-            ctx.name(),
+        status = Status::Fail;
+        details.push(format!(
+            "{name}: checkpatch failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    (status, details)
+}
+
+/// checkpatch on one commit: errors fail, warnings and checks warn.
+pub fn run(ctx: &Ctx) -> Result<Outcome> {
+    let (out, spell) = invoke(
+        &ctx.wt,
+        80,
+        "",
+        &[OsStr::new("-g"), OsStr::new(&ctx.commit.id)],
+    )?;
+    let (status, details) = judge(&ctx.name(), &out);
+    let mut o = Outcome::new("checkpatch", status);
+    o.details = details;
     if !spell {
         o.details
             .push(format!("note: no codespell dictionary at {CODESPELL_DICT}"));

@@ -6,7 +6,7 @@
 
 mod build;
 pub(crate) mod checkpatch;
-mod diff;
+pub(crate) mod diff;
 mod kdoc;
 mod rust_build;
 mod seeds;
