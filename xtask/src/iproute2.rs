@@ -209,9 +209,7 @@ pub fn prepare(sh: &Shell, project: &Project, checkout: &Path) -> Result<PathBuf
     let _ = std::fs::remove_file(&stamp_file);
     std::fs::create_dir_all(out_dir(project))?;
     if wt.join(".git").exists() {
-        let _d = sh.push_dir(&wt);
-        detach_at(sh, &base)
-            .with_context(|| format!("cannot check out {base} in {}", wt.display()))?;
+        detach_at(sh, &wt, &base)?;
     } else {
         let _ = std::fs::remove_dir_all(&wt);
         let _d = sh.push_dir(&checkout);
@@ -508,21 +506,18 @@ pub fn retitle(mail: &str, prefix: &str, version: u32) -> String {
         .collect()
 }
 
-/// In the current directory's worktree: abort a `git am` left behind, then check
-/// `rev` out, detached, dropping any change.
-fn detach_at(sh: &Shell, rev: &str) -> Result<()> {
-    let _ = cmd!(sh, "git am --abort")
-        .quiet()
-        .ignore_status()
-        .ignore_stderr()
-        .run();
-    cmd!(
-        sh,
-        "git -c advice.detachedHead=false checkout --quiet --force --detach {rev}"
-    )
-    .quiet()
-    .run()?;
-    Ok(())
+/// Aborts a `git am` left behind in the worktree `wt`, then checks `rev` out,
+/// detached, dropping any change.
+fn detach_at(sh: &Shell, wt: &Path, rev: &str) -> Result<()> {
+    {
+        let _d = sh.push_dir(wt);
+        let _ = cmd!(sh, "git am --abort")
+            .quiet()
+            .ignore_status()
+            .ignore_stderr()
+            .run();
+    }
+    crate::check::checkout(sh, wt, rev)
 }
 
 /// A `git diff --unified=0` of MAINTAINERS that changes nothing but the neutral
@@ -633,29 +628,17 @@ pub fn send(
     if let Some(c) = arg.checkout() {
         // Proof: the written files apply onto the base.
         let wt = prepare(sh, project, c)?;
+        let head = {
+            let _d = sh.push_dir(&wt);
+            cmd!(sh, "git rev-parse HEAD").quiet().read()?
+        };
+        let n = patches(&written).len();
+        let r = crate::send::am(sh, &wt, &format!("{head}~{n}"), &written, me);
+        detach_at(sh, &wt, &head)?;
         let _d = sh.push_dir(&wt);
-        let head = cmd!(sh, "git rev-parse HEAD").quiet().read()?;
-        let n = patches(&written).len().to_string();
-        let base = format!("HEAD~{n}");
-        cmd!(
-            sh,
-            "git -c advice.detachedHead=false checkout --quiet --detach {base}"
-        )
-        .quiet()
-        .run()?;
-        let ps = patches(&written);
-        let r = cmd!(
-            sh,
-            "git -c user.name=xtask -c user.email=xtask@localhost am --quiet {ps...}"
-        )
-        .quiet()
-        .run();
-        let tree = "HEAD^{tree}";
-        let got = cmd!(sh, "git rev-parse {tree}").quiet().read();
-        detach_at(sh, &head)?;
-        let want = cmd!(sh, "git rev-parse {tree}").quiet().read()?;
-        r.context("git am of the written iproute2 series failed")?;
-        let got = got?;
+        let head_tree = format!("{head}^{{tree}}");
+        let want = cmd!(sh, "git rev-parse {head_tree}").quiet().read()?;
+        let got = r.context("git am of the written iproute2 series failed")?;
         // The written files carry the sender in MAINTAINERS' M: line, the patched
         // tree the neutral identity: everything else must be the same.
         let same = cmd!(
