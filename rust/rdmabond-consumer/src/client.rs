@@ -22,7 +22,10 @@ use crate::rtnl::{self, Socket};
 const RETIRE: Duration = Duration::from_secs(2);
 
 pub struct Options {
-    pub group: String,
+    /// The group, or None for the no-group baseline over `sources`.
+    pub group: Option<String>,
+    /// Without a group: the source addresses, tried in turn after an error.
+    pub sources: Vec<IpAddr>,
     pub servers: Vec<IpAddr>,
     pub port: u16,
     pub connections: u32,
@@ -57,6 +60,8 @@ struct Stream {
     /// Connection attempts since the live id got ADDR_CHANGE, until one is
     /// established; None when the stream did not reconnect for an ADDR_CHANGE.
     after_change: Option<u32>,
+    /// When the last acknowledgement came, in seconds since the start.
+    last_ack: Option<f64>,
 }
 
 struct Client<'a> {
@@ -79,6 +84,7 @@ struct Client<'a> {
     change_attempts: Vec<u32>,
     addr_host: HashMap<IpAddr, u32>,
     names: HashMap<u32, String>,
+    longest_stall: f64,
 }
 
 impl Client<'_> {
@@ -119,6 +125,16 @@ impl Client<'_> {
         s.retry_at = Instant::now() + delay;
     }
 
+    /// Without a group nothing moves the source address: the stream tries the
+    /// next source.
+    fn next_source(&mut self, i: usize) {
+        if self.o.group.is_none() {
+            let s = &mut self.streams[i];
+            s.slot.src = plan::next_source(&self.o.sources, s.slot.src);
+            s.slot.port = s.slot.src.to_string();
+        }
+    }
+
     fn fail(&mut self, i: usize, what: String) {
         let t = self.t();
         if self.streams[i].phase != Phase::Down {
@@ -129,6 +145,7 @@ impl Client<'_> {
             });
         }
         self.reset(i, Duration::from_millis(100));
+        self.next_source(i);
     }
 
     fn on_cm(&mut self, ev: rdma::CmEvent) {
@@ -281,6 +298,10 @@ impl Client<'_> {
                 Completion::Received(m) if m.kind == proto::ACK && m.run == self.run => {
                     let t = self.t();
                     let s = &mut self.streams[i];
+                    if let Some(prev) = s.last_ack {
+                        self.longest_stall = self.longest_stall.max(t - prev);
+                    }
+                    s.last_ack = Some(t);
                     s.acked = s.acked.max(m.seq);
                     if m.counters.delivered >= s.counters.delivered {
                         s.counters = m.counters;
@@ -309,7 +330,27 @@ impl Client<'_> {
     }
 
     fn snapshot(&self, label: &str) -> Result<Snapshot> {
-        let g = discovery::discover(&self.o.group)?;
+        let Some(group) = &self.o.group else {
+            let mut ports: BTreeMap<String, PortCount> = BTreeMap::new();
+            for s in self.streams.iter().filter(|s| s.phase == Phase::Up) {
+                let p = s.port.clone().unwrap_or_else(|| "?".into());
+                ports
+                    .entry(p)
+                    .or_insert(PortCount {
+                        healthy: true,
+                        connections: 0,
+                    })
+                    .connections += 1;
+            }
+            return Ok(Snapshot {
+                label: label.into(),
+                t: self.t(),
+                ports,
+                elsewhere: 0,
+                uneven: None,
+            });
+        };
+        let g = discovery::discover(group)?;
         let mut ports: BTreeMap<String, PortCount> = g
             .ports
             .iter()
@@ -358,18 +399,44 @@ fn run_id() -> u64 {
     t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
 }
 
+/// CLOCK_MONOTONIC now, in seconds (the clock of `Instant` on Linux).
+fn monotonic_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 pub fn run(o: &Options) -> Result<Report> {
-    let group: Group = discovery::discover(&o.group)
-        .with_context(|| format!("cannot discover group {}", o.group))?;
-    eprintln!(
-        "rbc client: group {} ports {}",
-        group.name,
-        serde_json::to_string(&group.ports)?
-    );
     if o.connections == 0 || o.window == 0 || o.rate == 0 {
         bail!("--connections, --window and --rate must be positive");
     }
-    let slots = plan::plan(&group, &o.servers, o.connections)?;
+    let (name, slots, ours) = match &o.group {
+        Some(g) => {
+            let group: Group =
+                discovery::discover(g).with_context(|| format!("cannot discover group {g}"))?;
+            eprintln!(
+                "rbc client: group {} ports {}",
+                group.name,
+                serde_json::to_string(&group.ports)?
+            );
+            let slots = plan::plan(&group, &o.servers, o.connections)?;
+            // Only the group's addresses are tracked for moves.
+            let ours: Vec<IpAddr> = group.ports.iter().flat_map(|p| p.addrs.clone()).collect();
+            (group.name, slots, ours)
+        }
+        None => {
+            if o.sources.is_empty() {
+                bail!("give --group GROUP, or --sources ADDR,... for the no-group baseline");
+            }
+            eprintln!("rbc client: no group, sources {:?}", o.sources);
+            let slots = plan::plan_sources(&o.sources, &o.servers, o.connections)?;
+            ("-".to_string(), slots, o.sources.clone())
+        }
+    };
     let monitor = Socket::monitor()?;
     let mut dump = Socket::open(0)?;
     let mut c = Client {
@@ -390,6 +457,7 @@ pub fn run(o: &Options) -> Result<Report> {
                 port: None,
                 flowing: false,
                 after_change: None,
+                last_ack: None,
             })
             .collect(),
         ch: Channel::new()?,
@@ -406,9 +474,9 @@ pub fn run(o: &Options) -> Result<Report> {
             .into_iter()
             .map(|l| (l.ifindex, l.name))
             .collect(),
+        longest_stall: 0.0,
     };
-    // Only the group's addresses are tracked for moves.
-    let ours: Vec<IpAddr> = group.ports.iter().flat_map(|p| p.addrs.clone()).collect();
+    let clock_monotonic_start = monotonic_now() - c.start.elapsed().as_secs_f64();
     c.addr_host.retain(|a, _| ours.contains(a));
 
     let mut snapshots = Vec::new();
@@ -529,7 +597,8 @@ pub fn run(o: &Options) -> Result<Report> {
             problems.push(format!("{}: {u}", s.label));
         }
     }
-    for t in &timings {
+    // Without a group nothing moves and no ADDR_CHANGE comes: the stall says it.
+    for t in timings.iter().filter(|_| o.group.is_some()) {
         if t.addr_move_ms.is_none() || t.addr_change_ms.is_none() || t.traffic_ms.is_none() {
             problems.push(format!(
                 "{} at {:.3}s: a milestone never came",
@@ -538,7 +607,7 @@ pub fn run(o: &Options) -> Result<Report> {
         }
     }
     Ok(Report {
-        group: group.name,
+        group: name,
         family: if o.servers[0].is_ipv4() {
             "ipv4"
         } else {
@@ -554,6 +623,8 @@ pub fn run(o: &Options) -> Result<Report> {
         duplicated: server.duplicated,
         resent_dups_dropped: server.resent_dups,
         reconnects: c.reconnects,
+        longest_stall_ms: (c.longest_stall * 1e6).round() / 1e3,
+        clock_monotonic_start,
         change_attempts: c.change_attempts,
         server,
         snapshots,

@@ -4,6 +4,7 @@
 //! `rbc client` spreads RC connections over a group's ports, survives failover and
 //! failback, and prints a JSON report.
 
+mod bind;
 mod client;
 mod discovery;
 mod fault;
@@ -57,8 +58,12 @@ enum Cmd {
     /// Connect to the servers over the ports of GROUP and stream messages.
     Client {
         /// The rdmabond group device (e.g. rb0).
-        #[arg(long)]
-        group: String,
+        #[arg(long, required_unless_present = "sources", conflicts_with = "sources")]
+        group: Option<String>,
+        /// No group: connect from these addresses, and after an error from the
+        /// next one (the baseline a consumer has without rdmabond).
+        #[arg(long, value_delimiter = ',')]
+        sources: Vec<IpAddr>,
         /// Server addresses (all IPv4 or all IPv6).
         #[arg(required = true)]
         servers: Vec<IpAddr>,
@@ -85,6 +90,15 @@ enum Cmd {
         /// Pretty-print the JSON report.
         #[arg(long)]
         pretty: bool,
+    },
+    /// Bind COUNT RDMA CM ids to ADDR and count the ADDR_CHANGE events they get.
+    Bind {
+        addr: IpAddr,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// How long to wait for events (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = fault::parse_duration)]
+        duration: std::time::Duration,
     },
 }
 
@@ -120,8 +134,17 @@ fn main() -> Result<()> {
             depth: window,
             duration,
         })?,
+        Cmd::Bind {
+            addr,
+            count,
+            duration,
+        } => {
+            let r = bind::run(addr, count, duration)?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
         Cmd::Client {
             group,
+            sources,
             servers,
             port,
             connections,
@@ -135,6 +158,7 @@ fn main() -> Result<()> {
             let faults = fault::parse_all(&fault)?;
             let r = client::run(&client::Options {
                 group,
+                sources,
                 servers,
                 port,
                 connections,

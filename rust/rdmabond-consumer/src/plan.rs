@@ -56,6 +56,54 @@ pub fn plan(group: &Group, servers: &[IpAddr], k: u32) -> Result<Vec<Slot>> {
         .collect())
 }
 
+/// Without a group: stream i goes from source i mod N (those of the servers'
+/// family) to server i mod S. `port` names the source address.
+pub fn plan_sources(sources: &[IpAddr], servers: &[IpAddr], k: u32) -> Result<Vec<Slot>> {
+    let Some(first) = servers.first() else {
+        bail!("no server address given");
+    };
+    let v4 = first.is_ipv4();
+    if servers.iter().any(|s| s.is_ipv4() != v4) {
+        bail!("server addresses must all be IPv4 or all IPv6");
+    }
+    let srcs: Vec<IpAddr> = sources
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == v4)
+        .collect();
+    if srcs.is_empty() {
+        bail!(
+            "no --sources address is {}, like the servers",
+            if v4 { "IPv4" } else { "IPv6" }
+        );
+    }
+    Ok((0..k)
+        .map(|i| {
+            let src = srcs[i as usize % srcs.len()];
+            Slot {
+                stream: i,
+                port: src.to_string(),
+                src,
+                dst: servers[i as usize % servers.len()],
+            }
+        })
+        .collect())
+}
+
+/// The source after `cur` in `sources` (same family), for a stream that lost its
+/// connection without a group to move its address: the no-group baseline.
+pub fn next_source(sources: &[IpAddr], cur: IpAddr) -> IpAddr {
+    let same: Vec<IpAddr> = sources
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == cur.is_ipv4())
+        .collect();
+    match same.iter().position(|a| *a == cur) {
+        Some(i) => same[(i + 1) % same.len()],
+        None => same.first().copied().unwrap_or(cur),
+    }
+}
+
 /// Whether `counts` (connections per port) is even among the healthy ports: every
 /// healthy port within one of the others, no connection on an unhealthy port, and
 /// `total` connections in all. Returns the reason when not.
@@ -137,6 +185,20 @@ mod tests {
         )
         .is_err());
         assert!(plan(&g, &[], 2).is_err());
+    }
+
+    #[test]
+    fn plans_over_sources_and_rotates() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let srcs = [ip("192.0.2.1"), ip("2001:db8::1"), ip("192.0.2.2")];
+        let p = plan_sources(&srcs, &[ip("192.0.2.11")], 3).unwrap();
+        let got: Vec<IpAddr> = p.iter().map(|s| s.src).collect();
+        assert_eq!(got, [ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.1")]);
+        assert_eq!(p[1].port, "192.0.2.2");
+        assert!(plan_sources(&[ip("192.0.2.1")], &[ip("2001:db8::11")], 1).is_err());
+        assert_eq!(next_source(&srcs, ip("192.0.2.1")), ip("192.0.2.2"));
+        assert_eq!(next_source(&srcs, ip("192.0.2.2")), ip("192.0.2.1"));
+        assert_eq!(next_source(&srcs, ip("2001:db8::1")), ip("2001:db8::1"));
     }
 
     #[test]

@@ -203,6 +203,16 @@ impl Conn {
         )
     }
 
+    /// Binds the id to `addr` (port 0: any free port) without listening.
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<()> {
+        let mut a = CSockAddr::new(addr);
+        // SAFETY: id valid, address lives across the call.
+        check(
+            unsafe { ffi::rdma_bind_addr(self.id, a.as_ptr()) },
+            &format!("rdma_bind_addr {addr}"),
+        )
+    }
+
     pub fn bind_listen(&mut self, addr: SocketAddr) -> Result<()> {
         let mut a = CSockAddr::new(addr);
         // SAFETY: id valid, address lives across the call.

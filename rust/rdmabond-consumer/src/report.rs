@@ -95,6 +95,11 @@ pub struct Report {
     pub duplicated: u64,
     pub resent_dups_dropped: u64,
     pub reconnects: u64,
+    /// The longest time between two acknowledgements of one stream, in ms.
+    pub longest_stall_ms: f64,
+    /// CLOCK_MONOTONIC at the start, in seconds: event times `t` are relative to
+    /// it, so they line up with a trace taken with trace_clock "mono".
+    pub clock_monotonic_start: f64,
     /// For each reconnection made because the live id got ADDR_CHANGE, the
     /// connection attempts it took (1: the first one worked).
     pub change_attempts: Vec<u32>,
