@@ -3,6 +3,7 @@
 
 mod apply;
 mod apt;
+mod bench;
 mod build;
 mod check;
 mod ci;
@@ -25,6 +26,7 @@ mod tree;
 mod util;
 mod vm;
 mod vm_cmd;
+mod vng;
 
 use std::path::PathBuf;
 
@@ -59,6 +61,8 @@ enum Cmd {
     TestQemu(test_qemu::TestQemuArgs),
     /// Boot the last build in QEMU and run one command in the guest.
     Vm(vm_cmd::VmArgs),
+    /// Time failover inside the kernel, beside bonding and no group; scaling.
+    Bench(bench::BenchArgs),
     /// The upstream-readiness gate: checks every patch and the series (NIPA style).
     Check(check::CheckArgs),
     /// Write target/series/vN/ for git send-email (sends nothing unless --send).
@@ -89,6 +93,7 @@ fn run() -> Result<()> {
         Cmd::Build(a) => a.run(&sh, &project),
         Cmd::TestQemu(a) => a.run(&sh, &project),
         Cmd::Vm(a) => a.run(&sh, &project),
+        Cmd::Bench(a) => a.run(&sh, &project),
         Cmd::Check(a) => a.run(&sh, &project),
         Cmd::Send(a) => a.run(&sh, &project),
         Cmd::Ci(a) => a.run(&sh, &project),
