@@ -138,6 +138,7 @@ impl CiArgs {
                 mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
                 variants: vec![Variant::Y, Variant::Dbg],
                 iproute2: crate::iproute2::Iproute2Arg::from_env(),
+                runner: crate::test_qemu::Runner::Xtask,
             };
             match args.run_counted(sh, project) {
                 Ok(c) => {

@@ -154,7 +154,7 @@ pub fn install_command(packages: &[&str]) -> String {
     )
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY-free: read the effective uid from /proc, no libc dependency needed.
     std::fs::read_to_string("/proc/self/status")
         .ok()

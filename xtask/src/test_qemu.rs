@@ -39,6 +39,20 @@ pub struct TestQemuArgs {
     pub variants: Vec<Variant>,
     #[command(flatten)]
     pub iproute2: crate::iproute2::Iproute2Arg,
+    /// Who runs the selftests of the `y` build: `xtask` (this runner: one boot,
+    /// a kernel-log case per test) or `vng`: virtme-ng runs `make -C
+    /// tools/testing/selftests TARGETS=<dir> run_tests` in the kernel tree, as
+    /// the netdev CI does (`[vng]` cases); the KUnit suites and the consumer then
+    /// run in an xtask boot of their own. Other builds always use `xtask`.
+    #[arg(long, value_enum, default_value = "xtask")]
+    pub runner: Runner,
+}
+
+/// See [`TestQemuArgs::runner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runner {
+    Xtask,
+    Vng,
 }
 
 /// Selftests the module build runs (those that load, use and unload the driver);
@@ -58,6 +72,8 @@ struct Stage<'a> {
     filter: Option<&'a str>,
     /// The patched `ip` the selftests get as RB_IP (see iproute2.rs).
     rb_ip: Option<&'a Path>,
+    /// The selftests ran elsewhere (vng): boot for KUnit and the consumer only.
+    no_selftests: bool,
 }
 
 impl<'a> Stage<'a> {
@@ -66,6 +82,7 @@ impl<'a> Stage<'a> {
             variant,
             filter,
             rb_ip: None,
+            no_selftests: false,
         }
     }
 
@@ -204,8 +221,32 @@ impl TestQemuArgs {
                     a
                 }
             };
+            let vng = variant == Variant::Y && self.runner == Runner::Vng;
+            if vng {
+                let cases = phases.run("tests-vng", || {
+                    run_vng(
+                        project,
+                        &built,
+                        accel,
+                        self.filter.as_deref(),
+                        rb_ip.as_deref(),
+                        self.timeout,
+                    )
+                })?;
+                for c in &cases {
+                    counts.add_case(c);
+                }
+                let mut lines = Vec::new();
+                ktap::render(&cases, 0, &mut lines);
+                println!();
+                println!("test results, built-in driver (=y) under virtme-ng:");
+                for l in &lines {
+                    println!("  {l}");
+                }
+            }
             let stage = Stage {
                 rb_ip: rb_ip.as_deref(),
+                no_selftests: vng,
                 ..Stage::new(variant, self.filter.as_deref())
             };
             let (mut cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
@@ -251,6 +292,70 @@ impl TestQemuArgs {
         println!("{}", phases.summary());
         Ok(counts)
     }
+}
+
+/// The `y` build's selftests under virtme-ng; the case names get a `[vng] `
+/// prefix.
+fn run_vng(
+    project: &Project,
+    built: &Built,
+    accel: Accel,
+    filter: Option<&str>,
+    rb_ip: Option<&Path>,
+    timeout: u64,
+) -> Result<Vec<Case>> {
+    let Some(ksft) = &built.kselftest else {
+        bail!("--runner vng: the series adds no selftests");
+    };
+    let Some(target) = built.targets.first() else {
+        bail!("--runner vng: the series adds no selftest TARGETS");
+    };
+    crate::vng::ensure_installed()?;
+    let list = std::fs::read_to_string(ksft.join("kselftest-list.txt"))
+        .with_context(|| format!("no kselftest-list.txt in {}", ksft.display()))?;
+    let picked: Vec<String> = match filter {
+        Some(_) => select_tests(&list, filter)?,
+        None => list_tests(&list),
+    };
+    let names: Vec<String> = picked
+        .iter()
+        .filter(|t| t.starts_with(&format!("{target}:")))
+        .map(|t| t.rsplit(':').next().unwrap_or(t).to_string())
+        .collect();
+    let inner = crate::vng::make_command(target, filter.map(|_| names.as_slice()));
+    // vng's guest sees the host's root: host paths are guest paths.
+    let env: Vec<(String, String)> = rb_ip
+        .map(|p| ("RB_IP".to_string(), p.display().to_string()))
+        .into_iter()
+        .collect();
+    let args = crate::vng::command_line(
+        &built.image,
+        &project.tree,
+        accel == Accel::Kvm,
+        &inner,
+        &env,
+    );
+    println!(
+        "vng: cd {} && {}",
+        project.tree.display(),
+        args.iter()
+            .map(|a| crate::vm_cmd::sh_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let log = project.target_dir().join("vm/vng/output.log");
+    let out = crate::vng::run(&args, Duration::from_secs(timeout), &log)?;
+    println!(
+        "vng: exit {:?} after {:.0} s (output: {})",
+        out.exit,
+        out.seconds,
+        log.display()
+    );
+    let mut cases = crate::vng::cases(&out, names.len());
+    for c in &mut cases {
+        c.name = format!("[vng] {}", c.name);
+    }
+    Ok(cases)
 }
 
 /// The KVM probe's verdict, remembered per host kernel (a broken nested KVM stays
@@ -559,7 +664,9 @@ fn run_tests(
     timeout: u64,
 ) -> Result<TestRun> {
     let mut payload = match &built.kselftest {
-        Some(_) if stage.filter.is_some() && stage.consumer() => String::new(),
+        Some(_) if stage.no_selftests || (stage.filter.is_some() && stage.consumer()) => {
+            String::new()
+        }
         Some(dir) => {
             let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
