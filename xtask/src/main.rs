@@ -1,30 +1,8 @@
 //! cargo xtask: keeps the rdmabond kernel series in patches/, applies it to the pinned
 //! kernel, builds it, and runs its selftests in QEMU.
 
-mod apply;
-mod apt;
-mod build;
-mod check;
-mod ci;
-mod clippy;
-mod config;
-mod deps;
-mod export;
-mod identity;
-mod iproute2;
-mod kernel;
-mod kmemleak;
-mod ktap;
-mod pin;
-mod plan;
-mod project;
-mod send;
-mod series;
-mod test_qemu;
-mod tree;
-mod util;
-mod vm;
-mod vm_cmd;
+mod cmd;
+mod common;
 
 use std::path::PathBuf;
 
@@ -35,10 +13,10 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", about = "rdmabond developer tasks", version)]
 struct Cli {
     /// Use this linux git checkout instead of kernel-src/linux (e.g. a net-next clone).
-    #[arg(long, global = true, env = project::TREE_ENV)]
+    #[arg(long, global = true, env = common::project::TREE_ENV)]
     tree: Option<PathBuf>,
     /// Base revision of the series in --tree (default: the pinned base tag).
-    #[arg(long, global = true, env = project::BASE_ENV)]
+    #[arg(long, global = true, env = common::project::BASE_ENV)]
     base: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -48,23 +26,23 @@ struct Cli {
 enum Cmd {
     /// The pinned base kernel.
     #[command(subcommand)]
-    Kernel(kernel::KernelCmd),
+    Kernel(cmd::kernel::KernelCmd),
     /// Reset the work branch to the base and apply patches/.
-    Apply(apply::ApplyArgs),
+    Apply(cmd::apply::ApplyArgs),
     /// Write the work branch back into patches/ (or --check that they match).
-    Export(export::ExportArgs),
+    Export(cmd::export::ExportArgs),
     /// Configure and build the kernel.
-    Build(build::BuildArgs),
+    Build(cmd::build::BuildArgs),
     /// Fetch, apply, build, boot in QEMU and run the series' selftests.
-    TestQemu(test_qemu::TestQemuArgs),
+    TestQemu(cmd::test_qemu::TestQemuArgs),
     /// Boot the last build in QEMU and run one command in the guest.
-    Vm(vm_cmd::VmArgs),
+    Vm(cmd::vm::VmArgs),
     /// The upstream-readiness gate: checks every patch and the series (NIPA style).
-    Check(check::CheckArgs),
+    Check(cmd::check::CheckArgs),
     /// Write target/series/vN/ for git send-email (sends nothing unless --send).
-    Send(send::SendArgs),
+    Send(cmd::send::SendArgs),
     /// Everything CI runs: fmt, clippy, unit tests, test-qemu.
-    Ci(ci::CiArgs),
+    Ci(cmd::ci::CiArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,7 +59,7 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
-    let project = project::Project::locate(cli.tree, cli.base)?;
+    let project = common::project::Project::locate(cli.tree, cli.base)?;
     match cli.cmd {
         Cmd::Kernel(c) => c.run(&sh, &project),
         Cmd::Apply(a) => a.run(&sh, &project),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::write_atomic;
+use crate::common::util::write_atomic;
 
 /// Where the guest mounts the checkout (writable 9p share).
 pub const GUEST_SHARE: &str = "/mnt";

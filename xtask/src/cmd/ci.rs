@@ -3,10 +3,10 @@
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::build::Variant;
-use crate::ktap::{Counts, Outcome};
-use crate::project::Project;
-use crate::test_qemu::TestQemuArgs;
+use crate::cmd::test_qemu::TestQemuArgs;
+use crate::common::kbuild::Variant;
+use crate::common::ktap::{Counts, Outcome};
+use crate::common::project::Project;
 
 #[derive(Debug, clap::Args)]
 pub struct CiArgs {
@@ -71,7 +71,7 @@ fn uapi_test(project: &Project) -> Result<Counts> {
         std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(&project.root)
             .args(["test", "--quiet", "-p", "rdmabond-consumer", "--target-dir"])
-            .arg(crate::test_qemu::consumer::target_dir(project))
+            .arg(crate::cmd::test_qemu::consumer::target_dir(project))
             .args(["--", "--exact", UAPI_TEST])
             .env("RDMABOND_UAPI_INCLUDE", &include)
             .output()
@@ -109,7 +109,7 @@ impl CiArgs {
         };
         // clippy and the unit tests build the Rust consumer, which needs rdma-core's
         // headers and libclang: install them first.
-        crate::deps::ensure(sh, "the Rust consumer", crate::deps::BUILD)?;
+        crate::common::deps::ensure(sh, "the Rust consumer", crate::common::deps::BUILD)?;
         let fmt = cmd!(sh, "cargo fmt --all -- --check").run().is_ok();
         step("cargo fmt --check", fmt, &mut total);
         let clippy = cmd!(
@@ -137,7 +137,7 @@ impl CiArgs {
                 timeout: 3600,
                 mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
                 variants: vec![Variant::Y, Variant::Dbg],
-                iproute2: crate::iproute2::Iproute2Arg::from_env(),
+                iproute2: crate::common::iproute2::Iproute2Arg::from_env(),
             };
             match args.run_counted(sh, project) {
                 Ok(c) => {
@@ -163,17 +163,17 @@ impl CiArgs {
             }
         }
         if !self.no_check {
-            let gate = crate::check::CheckArgs {
+            let gate = crate::cmd::check::CheckArgs {
                 patch: None,
                 fast: !self.check_full,
                 range: None,
                 no_cache: false,
                 workdir: "check".into(),
                 seeds: false,
-                iproute2: crate::iproute2::Iproute2Arg::from_env(),
+                iproute2: crate::common::iproute2::Iproute2Arg::from_env(),
             };
-            let ok = crate::kernel::fetch(sh, project, None)
-                .and_then(|()| crate::apply::apply(sh, project, false))
+            let ok = crate::cmd::kernel::fetch(sh, project, None)
+                .and_then(|()| crate::cmd::apply::apply(sh, project, false))
                 .and_then(|_| gate.gate(sh, project));
             let applied = ok.is_ok();
             match ok {
@@ -188,14 +188,14 @@ impl CiArgs {
                 }
             }
             // The gate must also catch what it claims to: each seeded defect is a test.
-            let seeds = crate::check::CheckArgs {
+            let seeds = crate::cmd::check::CheckArgs {
                 seeds: true,
                 ..gate
             };
             match applied.then(|| seeds.run_seeds(sh, project)) {
                 Some(Ok((caught, missed))) => {
                     println!("ci: seeded defects: {caught} caught, {missed} missed");
-                    total.merge(crate::ktap::Counts {
+                    total.merge(crate::common::ktap::Counts {
                         passed: caught,
                         failed: missed,
                         skipped: 0,

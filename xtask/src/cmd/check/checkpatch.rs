@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use anyhow::{Context, Result};
 
 use super::{Ctx, Outcome, Status};
-use crate::deps::CODESPELL_DICT;
+use crate::common::deps::CODESPELL_DICT;
 
 /// Message types the netdev CI (NIPA) ignores.
 pub const IGNORE: &str = "COMMIT_LOG_LONG_LINE,MACRO_ARG_REUSE,ALLOC_SIZEOF_STRUCT,\

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::util::which;
+use crate::common::util::which;
 
 /// How to tell that a dependency is present.
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +73,10 @@ pub const BUILD: &[Dep] = &[
     ),
     file("/usr/lib/llvm-19/lib/libclang.so", "libclang-19-dev"),
     file(KERNEL_RUSTFMT, "rustfmt-web"),
-    file(crate::clippy::CLIPPY_DRIVER, "rust-web-clippy"),
+    file(
+        crate::common::kbuild::clippy::CLIPPY_DRIVER,
+        "rust-web-clippy",
+    ),
     prog(SELFTEST_CLANG, "clang-19"),
     // The Rust consumer (rust/rdmabond-consumer) binds librdmacm and libibverbs.
     file("/usr/include/rdma/rdma_cma.h", "librdmacm-dev"),

@@ -1,7 +1,7 @@
 //! `cargo xtask send`: writes target/series/vN/<tree>/, one posting per part of the
-//! merge plan (patches/versions/send.conf, see [`crate::plan`]): the part's patches
+//! merge plan (patches/versions/send.conf, see [`crate::common::plan`]): the part's patches
 //! under the sender's git identity (From:, Signed-off-by:, the MAINTAINERS M: line;
-//! see [`crate::identity`]), `Cc: stable` for a stable part, the subject prefix, To/Cc
+//! see [`crate::common::identity`]), `Cc: stable` for a stable part, the subject prefix, To/Cc
 //! from get_maintainer.pl, base-commit, and for a part of more than one patch the
 //! cover letter with the changelog and a range-diff against the previous version. It
 //! proves that `git am` of each part onto the base reproduces the part's commits and
@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::check::{checkout, worktree};
-use crate::identity::{self, Identity};
-use crate::plan::{self, Part, Patches};
-use crate::project::{Project, WORK_BRANCH};
-use crate::series;
-use crate::tree;
+use crate::cmd::check::{checkout, worktree};
+use crate::common::git;
+use crate::common::identity::{self, Identity};
+use crate::common::plan::{self, Part, Patches};
+use crate::common::project::{Project, WORK_BRANCH};
+use crate::common::series;
 
 /// patches/versions/.
 pub const VERSIONS_DIR: &str = "versions";
@@ -39,11 +39,11 @@ pub struct SendArgs {
     #[arg(long)]
     pub send: bool,
     #[command(flatten)]
-    pub iproute2: crate::iproute2::Iproute2Arg,
+    pub iproute2: crate::common::iproute2::Iproute2Arg,
 }
 
 /// patches/versions/send.conf: `key = value` lines (version, rfc), then the merge
-/// plan: one `[tree]` section per posting (see [`crate::plan`]). A file with
+/// plan: one `[tree]` section per posting (see [`crate::common::plan`]). A file with
 /// `tree = X` and no section is the one-part plan "every patch to X".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendConfig {
@@ -324,13 +324,13 @@ impl SendArgs {
             "send: the series goes out as {} (From:, Signed-off-by:, MAINTAINERS M:)",
             me.mailbox()
         );
-        let base = tree::base(sh, project)?;
-        let tip = tree::work_tip(sh, project)?
+        let base = git::base(sh, project)?;
+        let tip = git::work_tip(sh, project)?
             .with_context(|| format!("no branch {WORK_BRANCH}: run `cargo xtask apply`"))?;
-        let commits = crate::check::commits(sh, project, &format!("{base}..{tip}"))?;
+        let commits = crate::cmd::check::commits(sh, project, &format!("{base}..{tip}"))?;
         let n_patches = commits.len();
         // The plan must cover the series before anything is written.
-        let infos = crate::check::patch_infos(sh, project, &commits)?;
+        let infos = crate::cmd::check::patch_infos(sh, project, &commits)?;
         let problems = plan::problems(&conf.parts, &infos, None);
         if !problems.is_empty() {
             bail!(
@@ -426,7 +426,7 @@ impl SendArgs {
                 rel.display()
             );
         }
-        crate::iproute2::send(sh, project, &out, &self.iproute2, &me)?;
+        crate::common::iproute2::send(sh, project, &out, &self.iproute2, &me)?;
         if !self.send {
             println!("after sending: cargo xtask send --new-version (records v{n} in patches/{VERSIONS_DIR}/)");
             return Ok(());
@@ -600,7 +600,7 @@ impl SendArgs {
         }
         if let Some(cover) = &cover {
             let text = std::fs::read_to_string(cover)?;
-            if let Some((line, p)) = crate::check::placeholders(&text).first() {
+            if let Some((line, p)) = crate::cmd::check::placeholders(&text).first() {
                 bail!(
                     "{}:{line}: placeholder `{p}` in the cover letter",
                     cover.display()
@@ -706,10 +706,10 @@ fn bump(project: &Project, versions: &Path, conf: &SendConfig) -> Result<()> {
     let path = SendConfig::path(project);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    crate::util::write_atomic(&path, set_version(&text, n + 1).as_bytes())?;
+    crate::common::util::write_atomic(&path, set_version(&text, n + 1).as_bytes())?;
     let changes = versions.join(CHANGES_FILE);
     let old = std::fs::read_to_string(&changes).unwrap_or_default();
-    crate::util::write_atomic(&changes, changelog_stub(&old, n + 1).as_bytes())?;
+    crate::common::util::write_atomic(&changes, changelog_stub(&old, n + 1).as_bytes())?;
     println!(
         "recorded v{n} ({copied} files) in {}; next is v{}: describe the changes in {} (check fails while it says TODO), then commit patches/{VERSIONS_DIR}",
         keep.display(),

@@ -9,11 +9,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::build::Built;
-use crate::ktap::{Case, Outcome};
-use crate::project::Project;
-use crate::util::write_atomic;
-use crate::vm;
+use crate::common::kbuild::Built;
+use crate::common::ktap::{Case, Outcome};
+use crate::common::project::Project;
+use crate::common::util::write_atomic;
+use crate::common::vm;
 
 /// The connections the guest client opens (K).
 pub const CONNECTIONS: u32 = 4;

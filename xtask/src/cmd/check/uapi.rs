@@ -28,7 +28,7 @@ pub type Enums = Vec<(String, i64)>;
 /// Runs bindgen on `header` of the tree at `root` and returns its enum constants.
 pub fn header_enums(root: &Path, header: &str) -> Result<Enums> {
     if std::env::var_os("LIBCLANG_PATH").is_none() {
-        std::env::set_var("LIBCLANG_PATH", crate::deps::LIBCLANG_PATH);
+        std::env::set_var("LIBCLANG_PATH", crate::common::deps::LIBCLANG_PATH);
     }
     let path = root.join(header);
     let file_re = format!(".*/{}", regex::escape(header));

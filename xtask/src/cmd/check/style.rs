@@ -259,7 +259,7 @@ fn lint_targets(ctx: &Ctx) -> Vec<(&'static str, String)> {
 pub fn lints(ctx: &Ctx) -> Result<Lints> {
     let mut out = Lints::new();
     for (tool, file) in lint_targets(ctx) {
-        let found = if ctx.wt.join(&file).is_file() && crate::util::which(tool).is_some() {
+        let found = if ctx.wt.join(&file).is_file() && crate::common::util::which(tool).is_some() {
             run_tool(ctx, tool, &file)?
         } else {
             Vec::new()
@@ -278,7 +278,7 @@ pub fn lints_delta(ctx: &Ctx, before: &Lints) -> Result<Vec<Outcome>> {
             out.push(Outcome::new(tool, Status::NotApplicable));
             continue;
         };
-        if crate::util::which(tool).is_none() {
+        if crate::common::util::which(tool).is_none() {
             out.push(Outcome::skip(tool, format!("{tool} is not installed")));
             continue;
         }
@@ -307,13 +307,16 @@ pub fn rust(ctx: &Ctx) -> Result<Outcome> {
         .iter()
         .map(std::path::PathBuf::from)
         .find(|p| p.is_file())
-        .or_else(|| crate::util::which("rustfmt"));
+        .or_else(|| crate::common::util::which("rustfmt"));
     let Some(rustfmt) = rustfmt else {
         return Ok(Outcome::skip("rust", "rustfmt is not installed"));
     };
     // The kernel's .rustfmt.toml: the worktree has none (the base commit does not
     // track the tarball's dotfiles), the main tree has.
-    let config = crate::clippy::kernel_dotfile(&[&ctx.wt, &ctx.project.tree], ".rustfmt.toml")?;
+    let config = crate::common::kbuild::clippy::kernel_dotfile(
+        &[&ctx.wt, &ctx.project.tree],
+        ".rustfmt.toml",
+    )?;
     let out = Command::new(rustfmt)
         .args(["--check", "--edition", "2021", "--config-path"])
         .arg(config)

@@ -6,10 +6,10 @@ use anyhow::{bail, Context, Result};
 use similar::{ChangeTag, TextDiff};
 use xshell::{cmd, Shell};
 
-use crate::project::{Project, WORK_BRANCH};
-use crate::series::{self, COVER_PATCH, COVER_SOURCE, SERIES_FILE};
-use crate::tree;
-use crate::util::write_atomic;
+use crate::common::git;
+use crate::common::project::{Project, WORK_BRANCH};
+use crate::common::series::{self, COVER_PATCH, COVER_SOURCE, SERIES_FILE};
+use crate::common::util::write_atomic;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -20,7 +20,7 @@ pub struct ExportArgs {
 
 impl ExportArgs {
     pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
-        tree::ensure_clean(sh, project, "cargo xtask export")
+        git::ensure_clean(sh, project, "cargo xtask export")
             .context("uncommitted kernel edits would not be exported")?;
         let stored = series::load(&project.patches_dir())?;
         let wanted = generate(sh, project, &stored)?;
@@ -59,8 +59,8 @@ pub fn generate(
     project: &Project,
     stored: &series::Stored,
 ) -> Result<BTreeMap<String, String>> {
-    let base = tree::base(sh, project)?;
-    let tip = tree::work_tip(sh, project)?.with_context(|| {
+    let base = git::base(sh, project)?;
+    let tip = git::work_tip(sh, project)?.with_context(|| {
         format!("the kernel tree has no branch {WORK_BRANCH} yet: run `cargo xtask apply` first")
     })?;
     let mut files = BTreeMap::new();

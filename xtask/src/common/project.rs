@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::pin::Pin;
+use crate::common::pin::Pin;
 
 /// Name of the branch in the kernel tree that carries the series.
 pub const WORK_BRANCH: &str = "rdmabond";
@@ -36,7 +36,7 @@ impl Project {
             .parent()
             .context("xtask/ has no parent directory")?
             .to_path_buf();
-        let pin = Pin::load(&root.join(crate::pin::PIN_FILE))?;
+        let pin = Pin::load(&root.join(crate::common::pin::PIN_FILE))?;
         let tree = tree.or_else(|| std::env::var_os(TREE_ENV).map(PathBuf::from));
         let external_tree = tree.is_some();
         let tree = match tree {

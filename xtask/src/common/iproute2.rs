@@ -18,12 +18,12 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::check::{Outcome, Status};
-use crate::deps::{Dep, Probe};
-use crate::identity::{self, Identity};
-use crate::plan::{Part, Patches};
-use crate::project::Project;
-use crate::send::SendConfig;
+use crate::cmd::check::{Outcome, Status};
+use crate::cmd::send::SendConfig;
+use crate::common::deps::{Dep, Probe};
+use crate::common::identity::{self, Identity};
+use crate::common::plan::{Part, Patches};
+use crate::common::project::Project;
 
 /// The environment variable that names the checkout, like `--iproute2`.
 pub const ENV: &str = "RDMABOND_IPROUTE2";
@@ -143,7 +143,7 @@ pub fn base_commit(text: &str) -> Option<String> {
 
 /// The files a patch changes, in order, each once.
 pub fn touched(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = crate::check::diff::parse(text)
+    let mut v: Vec<String> = crate::common::diff::parse(text)
         .into_iter()
         .map(|f| f.path)
         .collect();
@@ -237,7 +237,7 @@ pub fn prepare(sh: &Shell, project: &Project, checkout: &Path) -> Result<PathBuf
             });
         }
     }
-    crate::util::write_atomic(&stamp_file, stamp.as_bytes())?;
+    crate::common::util::write_atomic(&stamp_file, stamp.as_bytes())?;
     Ok(wt)
 }
 
@@ -247,7 +247,7 @@ fn jobs() -> usize {
         .ok()
         .and_then(|j| j.parse().ok())
         .filter(|j| *j >= 1)
-        .unwrap_or_else(crate::util::jobs)
+        .unwrap_or_else(crate::common::util::jobs)
 }
 
 /// The compiler warnings in make's output (`file:line:col: warning: ...`).
@@ -268,7 +268,7 @@ pub struct Built {
 /// Applies the patches in a worktree of `checkout`, builds `ip` (lib and ip only)
 /// and copies it to target/iproute2/ip.
 pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
-    crate::deps::ensure(sh, "the iproute2 build", BUILD_DEPS)?;
+    crate::common::deps::ensure(sh, "the iproute2 build", BUILD_DEPS)?;
     let wt = prepare(sh, project, checkout)?;
     if !wt.join("config.mk").is_file() {
         let out = Command::new("sh")
@@ -325,7 +325,10 @@ pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
 /// selftests; nothing without one (they then use the guest's own ip and skip).
 pub fn payload_env(root: &Path, ip: Option<&Path>) -> Result<String> {
     Ok(match ip {
-        Some(ip) => format!("export RB_IP='{}'\n", crate::vm::guest_path(root, ip)?),
+        Some(ip) => format!(
+            "export RB_IP='{}'\n",
+            crate::common::vm::guest_path(root, ip)?
+        ),
         None => String::new(),
     })
 }
@@ -409,13 +412,13 @@ fn checkpatch(
     name: &str,
     status: &mut Status,
 ) -> Result<Vec<String>> {
-    let (out, _) = crate::check::checkpatch::invoke(
+    let (out, _) = crate::cmd::check::checkpatch::invoke(
         kernel_wt,
         100,
         ACCEPTED,
         &[std::ffi::OsStr::new("--no-tree"), file.as_os_str()],
     )?;
-    let (found, details) = crate::check::checkpatch::judge(name, &out);
+    let (found, details) = crate::cmd::check::checkpatch::judge(name, &out);
     *status = (*status).max(found);
     Ok(details)
 }
@@ -517,7 +520,7 @@ fn detach_at(sh: &Shell, wt: &Path, rev: &str) -> Result<()> {
             .ignore_stderr()
             .run();
     }
-    crate::check::checkout(sh, wt, rev)
+    crate::cmd::check::checkout(sh, wt, rev)
 }
 
 /// A `git diff --unified=0` of MAINTAINERS that changes nothing but the neutral
@@ -608,7 +611,7 @@ pub fn send(
     for (f, text) in files.iter().zip(&all) {
         let mail = rewrite_identity(text, me);
         let mail = retitle(&mail, &conf.prefix(part), conf.version);
-        let mail = crate::send::add_recipients(&mail, &to, &cc);
+        let mail = crate::cmd::send::add_recipients(&mail, &to, &cc);
         let bad = identity::placeholder_addresses(&mail);
         if let Some((line, addr)) = bad.first() {
             bail!(
@@ -633,7 +636,7 @@ pub fn send(
             cmd!(sh, "git rev-parse HEAD").quiet().read()?
         };
         let n = patches(&written).len();
-        let r = crate::send::am(sh, &wt, &format!("{head}~{n}"), &written, me);
+        let r = crate::cmd::send::am(sh, &wt, &format!("{head}~{n}"), &written, me);
         detach_at(sh, &wt, &head)?;
         let _d = sh.push_dir(&wt);
         let head_tree = format!("{head}^{{tree}}");

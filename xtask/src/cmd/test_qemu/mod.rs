@@ -6,17 +6,16 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::apply;
-use crate::build::{self, Built, Variant};
-use crate::deps;
-use crate::kernel;
-use crate::kmemleak;
-use crate::ktap::{self, Case, Counts, Outcome};
-use crate::project::Project;
-use crate::util::{fmt_duration, Phases};
-use crate::vm::{self, Accel};
+use crate::cmd::apply;
+use crate::cmd::kernel;
+use crate::common::deps;
+use crate::common::kbuild::{self, Built, Variant};
+use crate::common::kmemleak;
+use crate::common::ktap::{self, Case, Counts, Outcome};
+use crate::common::project::Project;
+use crate::common::util::{fmt_duration, Phases};
+use crate::common::vm::{self, Accel};
 
-#[path = "consumer.rs"]
 pub mod consumer;
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +37,7 @@ pub struct TestQemuArgs {
     #[arg(long, value_delimiter = ',', default_value = "y,dbg")]
     pub variants: Vec<Variant>,
     #[command(flatten)]
-    pub iproute2: crate::iproute2::Iproute2Arg,
+    pub iproute2: crate::common::iproute2::Iproute2Arg,
 }
 
 /// Selftests the module build runs (those that load, use and unload the driver);
@@ -185,13 +184,13 @@ impl TestQemuArgs {
         })?;
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
         let rb_ip = phases.run("iproute2", || {
-            crate::iproute2::for_tests(sh, project, &self.iproute2)
+            crate::common::iproute2::for_tests(sh, project, &self.iproute2)
         })?;
         let mut counts = Counts::default();
         let mut accel = None;
         for &variant in &self.variants {
             let built = phases.run(&format!("build-{}", variant.name()), || {
-                build::build(sh, project, variant, false)
+                kbuild::build(sh, project, variant, false)
             })?;
             let accel = match accel {
                 Some(a) => a,
@@ -267,7 +266,7 @@ pub fn cached_probe(project: &Project, image: &Path) -> Result<bool> {
     }
     let works = probe_kvm(project, image)?;
     let verdict = if works { "works" } else { "fails" };
-    crate::util::write_atomic(&file, format!("{key}: {verdict}\n").as_bytes())?;
+    crate::common::util::write_atomic(&file, format!("{key}: {verdict}\n").as_bytes())?;
     Ok(works)
 }
 
@@ -576,7 +575,7 @@ fn run_tests(
     };
     payload.insert_str(
         0,
-        &crate::iproute2::payload_env(&project.root, stage.rb_ip)?,
+        &crate::common::iproute2::payload_env(&project.root, stage.rb_ip)?,
     );
     if stage.consumer() {
         payload.push_str(&format!(

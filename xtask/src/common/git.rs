@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::project::{Project, WORK_BRANCH};
+use crate::common::project::{Project, WORK_BRANCH};
 
 /// Fails, with the command that makes one, when there is no kernel tree yet.
 pub fn require(project: &Project) -> Result<()> {

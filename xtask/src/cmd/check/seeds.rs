@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use super::{CheckArgs, Outcome, Status};
-use crate::project::Project;
+use crate::common::project::Project;
 
 /// One edit of a seeded commit.
 #[derive(Debug, Clone, Copy)]
@@ -281,8 +281,8 @@ pub fn caught(o: &Outcome, seed: &Seed, index: usize) -> Option<String> {
 /// Runs the gate over the series plus the seeds and reports each seed as a test.
 /// Returns (passed, failed).
 pub fn run(args: &CheckArgs, sh: &Shell, project: &Project) -> Result<(usize, usize)> {
-    let base = crate::tree::base(sh, project)?;
-    let tip = crate::tree::work_tip(sh, project)?
+    let base = crate::common::git::base(sh, project)?;
+    let tip = crate::common::git::work_tip(sh, project)?
         .context("no series branch yet: run `cargo xtask apply`")?;
     let seeds: Vec<Seed> = SEEDS
         .iter()

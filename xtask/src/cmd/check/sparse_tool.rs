@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::apt::{self, PrivateApt};
-use crate::project::Project;
+use crate::common::apt::{self, PrivateApt};
+use crate::common::project::Project;
 
 /// The sparse to run, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,11 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::apt::{self, PrivateApt};
-use crate::deps;
-use crate::pin::Pin;
-use crate::project::Project;
-use crate::util::write_atomic;
+use crate::common::apt::{self, PrivateApt};
+use crate::common::deps;
+use crate::common::pin::Pin;
+use crate::common::project::Project;
+use crate::common::util::write_atomic;
 
 /// Fixed identity and date of the imported base commit, so that every machine that
 /// imports the same pin gets the same commit id (and the same `base-commit:` line).
@@ -338,8 +338,8 @@ fn git_import(sh: &Shell, top: &Path, pin: &Pin) -> Result<()> {
         .is_err()
     {
         let (name, email) = (
-            crate::identity::NEUTRAL_NAME,
-            crate::identity::NEUTRAL_EMAIL,
+            crate::common::identity::NEUTRAL_NAME,
+            crate::common::identity::NEUTRAL_EMAIL,
         );
         cmd!(sh, "git config user.name {name}").run()?;
         cmd!(sh, "git config user.email {email}").run()?;
@@ -372,7 +372,7 @@ fn bump(sh: &Shell, project: &Project, args: BumpArgs) -> Result<()> {
     let path = project.root.join("kernel-src/kernel.toml");
     let old = std::fs::read_to_string(&path)?;
     let new = pin.render();
-    crate::pin::Pin::parse(&new)?;
+    crate::common::pin::Pin::parse(&new)?;
     print!(
         "{}",
         similar::TextDiff::from_lines(&old, &new)

@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::build::Variant;
-use crate::project::Project;
-use crate::test_qemu;
-use crate::vm;
+use crate::cmd::test_qemu;
+use crate::common::kbuild::Variant;
+use crate::common::project::Project;
+use crate::common::vm;
 
 #[derive(Debug, clap::Args)]
 pub struct VmArgs {
@@ -40,7 +40,7 @@ impl VmArgs {
                 self.variant.name()
             );
         }
-        crate::deps::ensure(sh, "the VM", crate::deps::QEMU)?;
+        crate::common::deps::ensure(sh, "the VM", crate::common::deps::QEMU)?;
         // The same choice as test-qemu: RDMABOND_ACCEL, else the (cached) KVM probe.
         let (accel, _) = vm::choose_accel(|| test_qemu::cached_probe(project, &image))?;
         let words: Vec<String> = self.command.iter().map(|w| sh_quote(w)).collect();

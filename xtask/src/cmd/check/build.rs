@@ -15,9 +15,9 @@ use super::rust_build::RustBuilder;
 use super::series::SeriesCtx;
 use super::sparse_tool::{self, Sparse};
 use super::{checkout, rel_path, Ctx, Outcome, Status};
-use crate::build::SERIES_OPTIONS;
-use crate::config;
-use crate::project::Project;
+use crate::common::kbuild::config;
+use crate::common::kbuild::SERIES_OPTIONS;
+use crate::common::project::Project;
 
 /// The base file sparse is tried on before it is trusted.
 const PROBE: &str = "net/ipv4/devinet.o";
@@ -105,12 +105,13 @@ fn make(
 ) -> Result<(bool, String)> {
     let logf =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = crate::build::kernel_make(project, &["flock", "/tmp/kbuild.lock"], wt, dir)?
-        .args(args)
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .status()
-        .context("cannot run flock make (is util-linux installed?)")?;
+    let status =
+        crate::common::kbuild::kernel_make(project, &["flock", "/tmp/kbuild.lock"], wt, dir)?
+            .args(args)
+            .stdout(logf.try_clone()?)
+            .stderr(logf)
+            .status()
+            .context("cannot run flock make (is util-linux installed?)")?;
     let text = std::fs::read_to_string(log).unwrap_or_default();
     Ok((status.success(), text))
 }
@@ -130,7 +131,7 @@ impl Builder {
         let fragment = dir.join("xtask.fragment");
         let text = fragment_text(sh, project)?;
         if std::fs::read_to_string(&fragment).ok().as_deref() != Some(text.as_str()) {
-            crate::util::write_atomic(&fragment, text.as_bytes())?;
+            crate::common::util::write_atomic(&fragment, text.as_bytes())?;
         }
         let mut b = Builder {
             project: project.clone(),
@@ -241,7 +242,7 @@ impl Builder {
             anyhow::bail!(
                 "allnoconfig failed in {}:\n{}",
                 self.dir.display(),
-                crate::build::first_errors(&text, 15)
+                crate::common::kbuild::first_errors(&text, 15)
             );
         }
         Ok(())
@@ -276,7 +277,7 @@ impl Builder {
             o.details.push(format!(
                 "{}: make W=1 failed:\n{}",
                 ctx.name(),
-                crate::build::first_errors(&text, 15)
+                crate::common::kbuild::first_errors(&text, 15)
             ));
         }
         if !ok {
@@ -356,7 +357,7 @@ impl Builder {
                 Status::Fail,
                 vec![format!(
                     "make headers failed:\n{}",
-                    crate::build::first_errors(&text, 15)
+                    crate::common::kbuild::first_errors(&text, 15)
                 )],
             )
         };
@@ -381,7 +382,7 @@ impl Builder {
                     Status::Fail,
                     vec![format!(
                         "make {t} kselftest-all failed:\n{}",
-                        crate::build::first_errors(&text, 15)
+                        crate::common::kbuild::first_errors(&text, 15)
                     )],
                 )
             }
@@ -428,8 +429,8 @@ fn fragment_text(sh: &Shell, project: &Project) -> Result<String> {
         let text = std::fs::read_to_string(f)?;
         frags.push(config::parse_fragment(&text, &f.display().to_string())?);
     }
-    let added = crate::tree::added_files(sh, project).unwrap_or_default();
-    for t in crate::build::selftest_targets(&added) {
+    let added = crate::common::git::added_files(sh, project).unwrap_or_default();
+    for t in crate::common::kbuild::selftest_targets(&added) {
         let f = project
             .tree
             .join("tools/testing/selftests")

@@ -6,7 +6,6 @@
 
 mod build;
 pub(crate) mod checkpatch;
-pub(crate) mod diff;
 mod kdoc;
 mod rust_build;
 mod seeds;
@@ -22,11 +21,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::project::{Project, WORK_BRANCH};
-use crate::tree;
-use crate::util::fmt_duration;
+use crate::common::git;
+use crate::common::project::{Project, WORK_BRANCH};
+use crate::common::util::fmt_duration;
 
-pub use diff::FileDiff;
+use crate::common::diff::{self, FileDiff};
 pub use series::placeholders;
 
 /// The check's version: bump when a check changes, so cached results are recomputed.
@@ -58,7 +57,7 @@ pub struct CheckArgs {
     #[arg(long, conflicts_with_all = ["range", "patch"])]
     pub seeds: bool,
     #[command(flatten)]
-    pub iproute2: crate::iproute2::Iproute2Arg,
+    pub iproute2: crate::common::iproute2::Iproute2Arg,
 }
 
 /// Outcome of one check.
@@ -201,7 +200,7 @@ pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         return Ok(wt);
     }
     std::fs::create_dir_all(wt.parent().unwrap())?;
-    let base = tree::base(sh, project)?;
+    let base = git::base(sh, project)?;
     let _d = sh.push_dir(&project.tree);
     cmd!(sh, "git worktree prune").quiet().run()?;
     cmd!(sh, "git worktree add --quiet --detach {wt} {base}")
@@ -263,7 +262,7 @@ pub fn patch_infos(
     sh: &Shell,
     project: &Project,
     commits: &[Commit],
-) -> Result<Vec<crate::plan::PatchInfo>> {
+) -> Result<Vec<crate::common::plan::PatchInfo>> {
     let _d = sh.push_dir(&project.tree);
     commits
         .iter()
@@ -273,7 +272,7 @@ pub fn patch_infos(
             let files = cmd!(sh, "git diff --no-renames --name-only {parent} {id}")
                 .quiet()
                 .read()?;
-            Ok(crate::plan::PatchInfo {
+            Ok(crate::common::plan::PatchInfo {
                 subject: c.subject.clone(),
                 message,
                 files: files.lines().map(str::to_string).collect(),
@@ -401,8 +400,8 @@ pub fn config_inputs(sh: &Shell, project: &Project) -> Result<Vec<(String, Strin
             }
         }
     }
-    let added = tree::added_files(sh, project).unwrap_or_default();
-    for t in crate::build::selftest_targets(&added) {
+    let added = git::added_files(sh, project).unwrap_or_default();
+    for t in crate::common::kbuild::selftest_targets(&added) {
         let rel = format!("tools/testing/selftests/{t}/config");
         if let Ok(text) = std::fs::read_to_string(project.tree.join(&rel)) {
             out.push((rel, text));
@@ -480,14 +479,14 @@ impl CheckArgs {
 
     /// Runs the gate and prints the table; returns every outcome.
     pub fn evaluate(&self, sh: &Shell, project: &Project) -> Result<Evaluation> {
-        crate::deps::ensure(sh, "the gate", crate::deps::CHECK)?;
+        crate::common::deps::ensure(sh, "the gate", crate::common::deps::CHECK)?;
         let start = Instant::now();
-        let base = tree::base(sh, project)?;
+        let base = git::base(sh, project)?;
         let is_series = self.range.is_none();
         let range = match &self.range {
             Some(r) => r.clone(),
             None => {
-                let tip = tree::work_tip(sh, project)?.with_context(|| {
+                let tip = git::work_tip(sh, project)?.with_context(|| {
                     format!("no branch {WORK_BRANCH} yet: run `cargo xtask apply`")
                 })?;
                 format!("{base}..{tip}")
@@ -515,7 +514,7 @@ impl CheckArgs {
                 .collect();
             digest(&parts)
         };
-        let pin_path = project.root.join(crate::pin::PIN_FILE);
+        let pin_path = project.root.join(crate::common::pin::PIN_FILE);
         let pin = std::fs::read_to_string(&pin_path)
             .with_context(|| format!("cannot read the pin {}", pin_path.display()))?;
         let pin = digest(&[("kernel.toml", &pin)]);
@@ -573,7 +572,7 @@ impl CheckArgs {
                     let (outcomes, keys) =
                         check_patch(sh, project, &wt, index, c, builder.as_mut(), &known)?;
                     eprintln!("check: patch {index} took {}", fmt_duration(t.elapsed()));
-                    crate::util::write_atomic(
+                    crate::common::util::write_atomic(
                         &cache_file,
                         render_cache(&outcomes, &keys).as_bytes(),
                     )?;
@@ -607,7 +606,7 @@ impl CheckArgs {
             };
             let mut out = series::run(&ctx)?;
             out.push(uapi::series_check(&ctx)?);
-            out.extend(crate::iproute2::check(
+            out.extend(crate::common::iproute2::check(
                 sh,
                 project,
                 &wt,

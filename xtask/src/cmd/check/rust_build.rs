@@ -12,10 +12,10 @@ use anyhow::{Context, Result};
 use xshell::Shell;
 
 use super::{Ctx, Outcome, Status};
-use crate::build::{self, Variant};
-use crate::clippy;
-use crate::config;
-use crate::project::Project;
+use crate::common::kbuild::clippy;
+use crate::common::kbuild::config;
+use crate::common::kbuild::{self, Variant};
+use crate::common::project::Project;
 
 /// The Rust check build directory (target/<workdir>/kbuild-rust).
 pub struct RustBuilder {
@@ -27,7 +27,7 @@ pub struct RustBuilder {
 
 impl RustBuilder {
     pub fn new(sh: &Shell, project: &Project, wt: &Path, workdir: &str) -> Result<RustBuilder> {
-        let bindgen = crate::deps::bindgen(sh, &project.cache_dir()?)?;
+        let bindgen = crate::common::deps::bindgen(sh, &project.cache_dir()?)?;
         let dir = project.target_dir().join(workdir).join("kbuild-rust");
         std::fs::create_dir_all(&dir)?;
         Ok(RustBuilder {
@@ -42,7 +42,7 @@ impl RustBuilder {
     fn make(&self, args: &[String], log: &Path) -> Result<(bool, String)> {
         let logf = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let status = build::rust_make(
+        let status = kbuild::rust_make(
             &self.project,
             &["flock", "/tmp/kbuild.lock"],
             &self.wt,
@@ -63,20 +63,20 @@ impl RustBuilder {
     /// allnoconfig with the booted kernel's fragments, as the worktree is now.
     /// Options the tree does not have yet at this patch are simply left out.
     fn configure(&self) -> Result<()> {
-        let targets = build::selftest_targets(
-            &crate::tree::added_files(&Shell::new()?, &self.project).unwrap_or_default(),
+        let targets = kbuild::selftest_targets(
+            &crate::common::git::added_files(&Shell::new()?, &self.project).unwrap_or_default(),
         );
-        let frags = build::fragments(&self.project, &targets, Variant::Y, &[])?;
+        let frags = kbuild::fragments(&self.project, &targets, Variant::Y, &[])?;
         let text = config::render(&config::merge(&frags));
         let frag = self.dir.join("xtask.fragment");
-        crate::util::write_atomic(&frag, text.as_bytes())?;
+        crate::common::util::write_atomic(&frag, text.as_bytes())?;
         let alloc = format!("KCONFIG_ALLCONFIG={}", frag.display());
         let (ok, out) = self.make(&[alloc, "allnoconfig".into()], &self.dir.join("config.log"))?;
         if !ok {
             anyhow::bail!(
                 "allnoconfig failed in {}:\n{}",
                 self.dir.display(),
-                build::first_errors(&out, 15)
+                kbuild::first_errors(&out, 15)
             );
         }
         Ok(())
@@ -104,7 +104,7 @@ impl RustBuilder {
                     "{}: make CLIPPY=1 {} failed:\n{}\nlog: {}",
                     ctx.name(),
                     dirs.join(" "),
-                    build::first_errors(&text, 15),
+                    kbuild::first_errors(&text, 15),
                     log.display()
                 ));
                 break;

@@ -5,10 +5,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::export;
-use crate::project::{Project, WORK_BRANCH};
-use crate::series;
-use crate::tree;
+use crate::cmd::export;
+use crate::common::git;
+use crate::common::project::{Project, WORK_BRANCH};
+use crate::common::series;
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
@@ -25,11 +25,11 @@ impl ApplyArgs {
 
 /// Makes the work branch equal to base + patches/. Returns true when it changed.
 pub fn apply(sh: &Shell, project: &Project, force: bool) -> Result<bool> {
-    tree::ensure_clean(sh, project, "cargo xtask apply")?;
+    git::ensure_clean(sh, project, "cargo xtask apply")?;
     let dir = project.patches_dir();
     let stored = series::load(&dir)?;
-    let base = tree::base(sh, project)?;
-    let old_tip = tree::work_tip(sh, project)?;
+    let base = git::base(sh, project)?;
+    let old_tip = git::work_tip(sh, project)?;
 
     if let Some(tip) = &old_tip {
         if !force {
@@ -90,7 +90,7 @@ pub fn apply(sh: &Shell, project: &Project, force: bool) -> Result<bool> {
 }
 
 fn checkout_branch(sh: &Shell, project: &Project) -> Result<()> {
-    if tree::current_branch(sh, project)?.as_deref() != Some(WORK_BRANCH) {
+    if git::current_branch(sh, project)?.as_deref() != Some(WORK_BRANCH) {
         let _d = sh.push_dir(&project.tree);
         cmd!(sh, "git checkout -q {WORK_BRANCH}").quiet().run()?;
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::util::write_atomic;
+use crate::common::util::write_atomic;
 
 /// One private apt state: `cache/<name>/{sources.list,lists/}`.
 pub struct PrivateApt {

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
 use super::{Commit, Outcome, Status};
-use crate::plan;
-use crate::project::Project;
+use crate::common::plan;
+use crate::common::project::Project;
 
 /// The netdev limit.
 pub const MAX_PATCHES: usize = 15;
@@ -141,7 +141,7 @@ pub fn unsorted(lines: &[String]) -> Option<(usize, String)> {
 
 /// Selftest directories the range adds (with a Makefile).
 pub fn selftest_dirs(ctx: &SeriesCtx) -> Result<Vec<String>> {
-    Ok(crate::build::selftest_targets(&ctx.changed("A")?))
+    Ok(crate::common::kbuild::selftest_targets(&ctx.changed("A")?))
 }
 
 fn count(ctx: &SeriesCtx) -> Outcome {
@@ -165,31 +165,31 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
     }
     let dir = ctx.project.patches_dir();
     let mut findings = Vec::new();
-    let path = dir.join(crate::series::COVER_SOURCE);
+    let path = dir.join(crate::common::series::COVER_SOURCE);
     match std::fs::read_to_string(&path) {
         Err(_) if ctx.commits.len() >= 3 => findings.push(format!(
             "patches/{}: missing; a series of 3 or more patches needs a cover letter",
-            crate::series::COVER_SOURCE
+            crate::common::series::COVER_SOURCE
         )),
         Err(_) => {}
         Ok(text) => {
             for (line, p) in placeholders(&text) {
                 findings.push(format!(
                     "patches/{}:{line}: placeholder `{p}`",
-                    crate::series::COVER_SOURCE
+                    crate::common::series::COVER_SOURCE
                 ));
             }
         }
     }
     let changes = dir
-        .join(crate::send::VERSIONS_DIR)
-        .join(crate::send::CHANGES_FILE);
+        .join(crate::cmd::send::VERSIONS_DIR)
+        .join(crate::cmd::send::CHANGES_FILE);
     if let Ok(text) = std::fs::read_to_string(&changes) {
         for (line, p) in placeholders(&text) {
             findings.push(format!(
                 "patches/{}/{}:{line}: placeholder `{p}`",
-                crate::send::VERSIONS_DIR,
-                crate::send::CHANGES_FILE
+                crate::cmd::send::VERSIONS_DIR,
+                crate::cmd::send::CHANGES_FILE
             ));
         }
     }
@@ -200,7 +200,7 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
     if !ctx.is_series {
         return Outcome::skip("prefix", "an arbitrary --range has no send config");
     }
-    match crate::send::SendConfig::load(ctx.project) {
+    match crate::cmd::send::SendConfig::load(ctx.project) {
         Err(e) => Outcome::from_findings("prefix", Status::Fail, vec![format!("{e:#}")]),
         Ok(c) => Outcome::from_findings(
             "prefix",
@@ -211,8 +211,8 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
                 .map(|p| {
                     format!(
                         "patches/{}/{}: {p}",
-                        crate::send::VERSIONS_DIR,
-                        crate::send::CONFIG_FILE
+                        crate::cmd::send::VERSIONS_DIR,
+                        crate::cmd::send::CONFIG_FILE
                     )
                 })
                 .collect(),
@@ -231,7 +231,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
             "an arbitrary --range has no merge plan",
         ));
     }
-    let conf = match crate::send::SendConfig::load(ctx.project) {
+    let conf = match crate::cmd::send::SendConfig::load(ctx.project) {
         Ok(c) => c,
         Err(e) => {
             return Ok(Outcome::from_findings(
@@ -243,12 +243,16 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
     };
     let conf_path = format!(
         "patches/{}/{}",
-        crate::send::VERSIONS_DIR,
-        crate::send::CONFIG_FILE
+        crate::cmd::send::VERSIONS_DIR,
+        crate::cmd::send::CONFIG_FILE
     );
     let infos = super::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
-    let cover =
-        std::fs::read_to_string(ctx.project.patches_dir().join(crate::series::COVER_SOURCE)).ok();
+    let cover = std::fs::read_to_string(
+        ctx.project
+            .patches_dir()
+            .join(crate::common::series::COVER_SOURCE),
+    )
+    .ok();
     let mut fails: Vec<String> = plan::problems(&conf.parts, &infos, cover.as_deref())
         .into_iter()
         .map(|p| format!("{conf_path}: {p}"))
@@ -261,7 +265,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         .join(format!("v{}", conf.version));
     for part in &conf.parts {
         let dir = series_dir.join(&part.tree);
-        let Ok(files) = crate::send::patch_files(&dir) else {
+        let Ok(files) = crate::cmd::send::patch_files(&dir) else {
             continue;
         };
         let mut written = Vec::new();

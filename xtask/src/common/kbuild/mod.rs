@@ -1,6 +1,9 @@
-//! `cargo xtask build`: configure (allnoconfig + fragments, verified) and build the
-//! kernel out of tree with ccache and Debian's Rust toolchain; install the series'
-//! selftests.
+//! kbuild: configure (allnoconfig + fragments, verified) and build the kernel out of
+//! tree with ccache and Debian's Rust toolchain; install the series' selftests. The
+//! one `make` wrapper and the one fragment builder of the xtask.
+
+pub mod clippy;
+pub mod config;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,12 +11,11 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::clippy;
-use crate::config::{self, Want};
-use crate::deps;
-use crate::project::Project;
-use crate::tree;
-use crate::util::{jobs, write_atomic};
+use crate::common::deps;
+use crate::common::git;
+use crate::common::project::Project;
+use crate::common::util::{jobs, write_atomic};
+use config::Want;
 
 /// Options the series itself adds; the `m` variant builds them as modules.
 pub const SERIES_OPTIONS: &[&str] = &["CONFIG_INFINIBAND_RDMABOND"];
@@ -71,32 +73,6 @@ pub fn is_rust_option(name: &str) -> bool {
         .any(|p| name.starts_with(p))
 }
 
-#[derive(Debug, clap::Args)]
-pub struct BuildArgs {
-    /// Build the series' drivers built in (y), as modules (m), or as modules on a
-    /// debug kernel (dbg; kasan: dbg with KASAN).
-    #[arg(long, value_enum, default_value = "y")]
-    pub variant: Variant,
-    /// Only write and verify the .config.
-    #[arg(long)]
-    pub config_only: bool,
-}
-
-impl BuildArgs {
-    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
-        let out = build(sh, project, self.variant, self.config_only)?;
-        eprintln!(
-            "kernel: {} (build dir {})",
-            out.image.display(),
-            out.dir.display()
-        );
-        if !out.targets.is_empty() {
-            eprintln!("selftests: {}", out.targets.join(" "));
-        }
-        Ok(())
-    }
-}
-
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -132,7 +108,7 @@ pub fn selftest_targets(added: &[String]) -> Vec<String> {
 /// them, so it leaves them out rather than fail the dropped-option check.
 pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for f in tree::changed_files(sh, project)? {
+    for f in git::changed_files(sh, project)? {
         let name = Path::new(&f)
             .file_name()
             .and_then(|n| n.to_str())
@@ -340,7 +316,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     let bindgen = deps::bindgen(sh, &project.cache_dir()?)?;
     let dir = project.build_dir(variant.name());
     std::fs::create_dir_all(&dir)?;
-    let targets = selftest_targets(&tree::added_files(sh, project)?);
+    let targets = selftest_targets(&git::added_files(sh, project)?);
     let builtin_only = if variant.modular() {
         builtin_only(sh, project)?
     } else {
