@@ -12,6 +12,7 @@ pub mod ktap;
 pub mod pin;
 pub mod plan;
 pub mod project;
+pub mod send_conf;
 pub mod series;
 pub mod util;
 pub mod vm;

@@ -158,6 +158,25 @@ pub fn fill_cover(generated: &str, subject: &str, body: &str, date: &str) -> Str
     out
 }
 
+/// Placeholders that must not be sent.
+pub const UNSENDABLE: &[&str] = &[
+    "*** SUBJECT HERE ***",
+    "*** BLURB HERE ***",
+    "TODO",
+    "EDITME",
+];
+
+/// Lines of `text` holding a placeholder: `(line, placeholder)`.
+pub fn placeholders(text: &str) -> Vec<(usize, &'static str)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if let Some(p) = UNSENDABLE.iter().find(|p| line.contains(**p)) {
+            out.push((n + 1, *p));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +229,15 @@ mod tests {
         assert!(filled.contains("\nLine one.\n\nLine two.\n\nA (1):\n"));
         assert!(filled.contains("Date: Thu, 1 Jan 2026 00:00:00 +0000\n"));
         assert!(!filled.contains("***"));
+    }
+
+    #[test]
+    fn finds_placeholders() {
+        let t = "subject\n\nbody\n*** BLURB HERE ***\n- TODO: say\n";
+        assert_eq!(
+            placeholders(t),
+            vec![(4, "*** BLURB HERE ***"), (5, "TODO")]
+        );
+        assert!(placeholders("fine\n").is_empty());
     }
 }

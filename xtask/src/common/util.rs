@@ -88,6 +88,24 @@ pub fn jobs() -> usize {
         .unwrap_or(2)
 }
 
+/// Strips a worktree or build-dir prefix from a path in a tool's output.
+pub fn rel_path(path: &str, wt: &Path) -> String {
+    let wt = wt.to_string_lossy();
+    let p = path.strip_prefix(wt.as_ref()).unwrap_or(path);
+    let p = p.trim_start_matches('/');
+    let mut p = p;
+    while let Some(rest) = p.strip_prefix("../") {
+        p = rest;
+    }
+    p.strip_prefix("linux/").unwrap_or(p).to_string()
+}
+
+/// Removes `:line:col` numbers after a path so findings compare across line shifts.
+pub fn without_lines(s: &str) -> String {
+    let re = regex::Regex::new(r":\d+(:\d+)?([:\s]|$)").unwrap();
+    re.replace_all(s, "$2").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +126,18 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn paths_and_line_numbers() {
+        let wt = Path::new("/t/check/linux");
+        assert_eq!(rel_path("/t/check/linux/net/a.c", wt), "net/a.c");
+        assert_eq!(rel_path("../linux/net/a.c", wt), "net/a.c");
+        assert_eq!(rel_path("net/a.c", wt), "net/a.c");
+        assert_eq!(
+            without_lines("net/a.c:12:5: warning: x [-Wy]"),
+            "net/a.c: warning: x [-Wy]"
+        );
+        assert_eq!(without_lines("a.sh:3:1: note"), "a.sh: note");
     }
 }

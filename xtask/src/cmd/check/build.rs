@@ -14,10 +14,12 @@ use xshell::Shell;
 use super::rust_build::RustBuilder;
 use super::series::SeriesCtx;
 use super::sparse_tool::{self, Sparse};
-use super::{checkout, rel_path, Ctx, Outcome, Status};
+use super::{Ctx, Outcome, Status};
+use crate::common::git::checkout;
 use crate::common::kbuild::config;
 use crate::common::kbuild::SERIES_OPTIONS;
 use crate::common::project::Project;
+use crate::common::util::rel_path;
 
 /// The base file sparse is tried on before it is trusted.
 const PROBE: &str = "net/ipv4/devinet.o";

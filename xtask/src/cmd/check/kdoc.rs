@@ -6,7 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::{without_lines, Ctx, Outcome, Status};
+use super::{Ctx, Outcome, Status};
+use crate::common::util::without_lines;
 
 /// kernel-doc warnings on the touched C files as they are in the worktree now.
 pub fn run_kdoc(ctx: &Ctx) -> Result<Vec<String>> {

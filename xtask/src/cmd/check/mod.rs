@@ -6,6 +6,7 @@
 
 mod build;
 pub(crate) mod checkpatch;
+mod iproute2;
 mod kdoc;
 mod rust_build;
 mod seeds;
@@ -21,12 +22,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::common::git;
+use crate::common::git::{self, checkout, commits, patch_id, worktree, Commit};
 use crate::common::project::{Project, WORK_BRANCH};
 use crate::common::util::fmt_duration;
 
 use crate::common::diff::{self, FileDiff};
-pub use series::placeholders;
 
 /// The check's version: bump when a check changes, so cached results are recomputed.
 /// It is part of every cache key (6: keys name the parent tree, config and pin).
@@ -150,14 +150,6 @@ pub struct PatchReport {
     pub build_keys: Vec<String>,
 }
 
-/// A commit of the range.
-#[derive(Debug, Clone)]
-pub struct Commit {
-    pub id: String,
-    pub parent: String,
-    pub subject: String,
-}
-
 /// Everything the checks of one patch need.
 pub struct Ctx<'a> {
     pub sh: &'a Shell,
@@ -189,142 +181,6 @@ impl Ctx<'_> {
     pub fn checkout(&self, rev: &str) -> Result<()> {
         checkout(self.sh, &self.wt, rev)
     }
-}
-
-/// The worktree under target/ that checks (and send) use, created when missing.
-/// It shares the kernel repository but never touches the work branch's checkout.
-pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
-    let wt = project.target_dir().join(name).join("linux");
-    if wt.join(".git").exists() {
-        copy_dotfiles(&project.tree, &wt)?;
-        return Ok(wt);
-    }
-    std::fs::create_dir_all(wt.parent().unwrap())?;
-    let base = git::base(sh, project)?;
-    let _d = sh.push_dir(&project.tree);
-    cmd!(sh, "git worktree prune").quiet().run()?;
-    cmd!(sh, "git worktree add --quiet --detach {wt} {base}")
-        .quiet()
-        .run()
-        .with_context(|| format!("cannot create the worktree {}", wt.display()))?;
-    copy_dotfiles(&project.tree, &wt)?;
-    Ok(wt)
-}
-
-/// Copies the kernel's top-level dotfiles (.mailmap and .get_maintainer.ignore for
-/// get_maintainer.pl, .rustfmt.toml, .clippy.toml, ...) from the main tree into a
-/// worktree that lacks them: they come with the tarball, but the base commit does not
-/// track them (the kernel's .gitignore ignores `.*`; upstream force-adds its dotfiles).
-/// The series does not change them.
-pub fn copy_dotfiles(tree: &Path, wt: &Path) -> Result<()> {
-    for e in std::fs::read_dir(tree).with_context(|| format!("cannot read {}", tree.display()))? {
-        let e = e?;
-        let name = e.file_name();
-        let is_dotfile = name.to_string_lossy().starts_with('.') && e.file_type()?.is_file();
-        let dst = wt.join(&name);
-        if is_dotfile && !dst.exists() {
-            std::fs::copy(e.path(), &dst).with_context(|| {
-                format!("cannot copy {} to {}", e.path().display(), wt.display())
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// Forces the worktree to `rev`, detached.
-pub fn checkout(sh: &Shell, wt: &Path, rev: &str) -> Result<()> {
-    let _d = sh.push_dir(wt);
-    cmd!(
-        sh,
-        "git -c advice.detachedHead=false checkout --quiet --force --detach {rev}"
-    )
-    .quiet()
-    .run()
-    .with_context(|| format!("cannot check out {rev} in {}", wt.display()))?;
-    Ok(())
-}
-
-/// The commits of `range` (oldest first) in the kernel repository.
-pub fn commits(sh: &Shell, project: &Project, range: &str) -> Result<Vec<Commit>> {
-    let _d = sh.push_dir(&project.tree);
-    let out = cmd!(
-        sh,
-        "git log --reverse --no-merges --format=%H%x09%P%x09%s {range}"
-    )
-    .quiet()
-    .read()
-    .with_context(|| format!("cannot list the commits of {range}"))?;
-    parse_log(&out)
-}
-
-/// What the merge plan check needs of each commit: subject, message, files.
-pub fn patch_infos(
-    sh: &Shell,
-    project: &Project,
-    commits: &[Commit],
-) -> Result<Vec<crate::common::plan::PatchInfo>> {
-    let _d = sh.push_dir(&project.tree);
-    commits
-        .iter()
-        .map(|c| {
-            let (id, parent) = (&c.id, &c.parent);
-            let message = cmd!(sh, "git log -1 --format=%B {id}").quiet().read()?;
-            let files = cmd!(sh, "git diff --no-renames --name-only {parent} {id}")
-                .quiet()
-                .read()?;
-            Ok(crate::common::plan::PatchInfo {
-                subject: c.subject.clone(),
-                message,
-                files: files.lines().map(str::to_string).collect(),
-            })
-        })
-        .collect()
-}
-
-/// Parses `%H\t%P\t%s` lines.
-pub fn parse_log(out: &str) -> Result<Vec<Commit>> {
-    out.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let mut it = l.splitn(3, '\t');
-            let id = it.next().unwrap_or_default().to_string();
-            let parent = it
-                .next()
-                .and_then(|p| p.split_whitespace().next())
-                .with_context(|| format!("commit {id} has no parent"))?
-                .to_string();
-            let subject = it.next().unwrap_or_default().to_string();
-            Ok(Commit {
-                id,
-                parent,
-                subject,
-            })
-        })
-        .collect()
-}
-
-/// The cache key of a commit: `git patch-id --stable`, plus an id of its message,
-/// author and changed lines, which the patch id ignores (it drops whitespace, and
-/// checkpatch and the sign-off check read the message).
-pub fn patch_id(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
-    let _d = sh.push_dir(&project.tree);
-    let show = cmd!(
-        sh,
-        "git show --no-color --format=%an%x00%ae%x00%B%x00 {commit}"
-    )
-    .quiet()
-    .read()?;
-    let id = cmd!(sh, "git patch-id --stable")
-        .stdin(&show)
-        .quiet()
-        .read()?;
-    let id = id.split_whitespace().next().unwrap_or(commit).to_string();
-    let extra = exact_part(&show);
-    let extra = cmd!(sh, "git hash-object --stdin")
-        .stdin(&extra)
-        .quiet()
-        .read()?;
-    Ok(format!("{id}-{}", &extra[..extra.len().min(12)]))
 }
 
 /// Everything the cached result of one patch depends on. The patch id alone is not
@@ -419,20 +275,6 @@ fn tree_of(sh: &Shell, project: &Project, commit: &str) -> Result<String> {
         .quiet()
         .read()
         .with_context(|| format!("cannot read the tree of {commit}"))
-}
-
-/// The message and the changed lines of `git show` output, whitespace kept.
-pub fn exact_part(show: &str) -> String {
-    let (msg, diff) = show.rsplit_once('\0').unwrap_or(("", show));
-    let mut out = msg.to_string();
-    for l in diff
-        .lines()
-        .filter(|l| l.starts_with('+') || l.starts_with('-'))
-    {
-        out.push('\n');
-        out.push_str(l);
-    }
-    out
 }
 
 /// `--patch N` selects patch N only; no `--patch` selects every patch.
@@ -606,7 +448,7 @@ impl CheckArgs {
             };
             let mut out = series::run(&ctx)?;
             out.push(uapi::series_check(&ctx)?);
-            out.extend(crate::common::iproute2::check(
+            out.extend(iproute2::check(
                 sh,
                 project,
                 &wt,
@@ -779,46 +621,9 @@ pub fn parse_cache(text: &str) -> Option<(Vec<Outcome>, Vec<String>)> {
     (!outcomes.is_empty()).then_some((outcomes, keys))
 }
 
-/// Strips a worktree or build-dir prefix from a path in a tool's output.
-pub fn rel_path(path: &str, wt: &Path) -> String {
-    let wt = wt.to_string_lossy();
-    let p = path.strip_prefix(wt.as_ref()).unwrap_or(path);
-    let p = p.trim_start_matches('/');
-    let mut p = p;
-    while let Some(rest) = p.strip_prefix("../") {
-        p = rest;
-    }
-    p.strip_prefix("linux/").unwrap_or(p).to_string()
-}
-
-/// Removes `:line:col` numbers after a path so findings compare across line shifts.
-pub fn without_lines(s: &str) -> String {
-    let re = regex::Regex::new(r":\d+(:\d+)?([:\s]|$)").unwrap();
-    re.replace_all(s, "$2").to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn worktrees_get_the_dotfiles_git_does_not_track() {
-        let base = std::env::temp_dir().join(format!("xtask-wt-{}", std::process::id()));
-        let (tree, wt) = (base.join("tree"), base.join("wt"));
-        std::fs::create_dir_all(tree.join(".git")).unwrap();
-        std::fs::create_dir_all(&wt).unwrap();
-        std::fs::write(tree.join(".mailmap"), "A <a@new> <a@old>\n").unwrap();
-        std::fs::write(tree.join("Makefile"), "x\n").unwrap();
-        std::fs::write(wt.join(".rustfmt.toml"), "mine\n").unwrap();
-        std::fs::write(tree.join(".rustfmt.toml"), "theirs\n").unwrap();
-        copy_dotfiles(&tree, &wt).unwrap();
-        assert!(wt.join(".mailmap").is_file());
-        assert!(!wt.join("Makefile").exists(), "only dotfiles");
-        assert!(!wt.join(".git").exists(), "only files");
-        let kept = std::fs::read_to_string(wt.join(".rustfmt.toml")).unwrap();
-        assert_eq!(kept, "mine\n", "an existing file is not overwritten");
-        let _ = std::fs::remove_dir_all(&base);
-    }
 
     #[test]
     fn cache_round_trip() {
@@ -872,41 +677,5 @@ mod tests {
         assert_ne!(digest(&[("a", "bc")]), digest(&[("ab", "c")]));
         assert_ne!(digest(&[("a", "b"), ("c", "")]), digest(&[("a", "bc")]));
         assert_eq!(digest(&[]).len(), 32);
-    }
-
-    #[test]
-    fn exact_part_keeps_message_and_whitespace() {
-        let a = exact_part(
-            "A\0a@b\0subj\n\nSigned-off-by: A <a@b>\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x \n",
-        );
-        let b = exact_part("A\0a@b\0subj\n\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x \n");
-        let c =
-            exact_part("A\0a@b\0subj\n\nSigned-off-by: A <a@b>\n\0\ndiff\n@@ -1 +1 @@\n ctx\n+x\n");
-        assert_ne!(a, b);
-        assert_ne!(a, c);
-        assert!(a.ends_with("\n+x "));
-        assert!(!a.contains("ctx"));
-    }
-
-    #[test]
-    fn log_lines() {
-        let c = parse_log("aaa\tbbb ccc\tnet: x: do y\nddd\taaa\tsecond\n").unwrap();
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[0].parent, "bbb");
-        assert_eq!(c[0].subject, "net: x: do y");
-        assert!(parse_log("eee\t\troot\n").is_err());
-    }
-
-    #[test]
-    fn paths_and_line_numbers() {
-        let wt = Path::new("/t/check/linux");
-        assert_eq!(rel_path("/t/check/linux/net/a.c", wt), "net/a.c");
-        assert_eq!(rel_path("../linux/net/a.c", wt), "net/a.c");
-        assert_eq!(rel_path("net/a.c", wt), "net/a.c");
-        assert_eq!(
-            without_lines("net/a.c:12:5: warning: x [-Wy]"),
-            "net/a.c: warning: x [-Wy]"
-        );
-        assert_eq!(without_lines("a.sh:3:1: note"), "a.sh: note");
     }
 }

@@ -226,7 +226,7 @@ pub fn apply_edit(text: &str, edit: &Edit) -> Result<String> {
 
 /// Commits the seeds on top of `tip` in the worktree; returns the last commit.
 fn commit_seeds(sh: &Shell, wt: &Path, tip: &str, seeds: &[Seed]) -> Result<String> {
-    super::checkout(sh, wt, tip)?;
+    crate::common::git::checkout(sh, wt, tip)?;
     let _d = sh.push_dir(wt);
     for seed in seeds {
         let mut files = Vec::new();
@@ -289,9 +289,9 @@ pub fn run(args: &CheckArgs, sh: &Shell, project: &Project) -> Result<(usize, us
         .filter(|s| !(args.fast && s.needs_build))
         .copied()
         .collect();
-    let wt = super::worktree(sh, project, "seeds")?;
+    let wt = crate::common::git::worktree(sh, project, "seeds")?;
     let seed_tip = commit_seeds(sh, &wt, &tip, &seeds)?;
-    let first = super::commits(sh, project, &format!("{base}..{tip}"))?.len() + 1;
+    let first = crate::common::git::commits(sh, project, &format!("{base}..{tip}"))?.len() + 1;
     let gate = CheckArgs {
         range: Some(format!("{base}..{seed_tip}")),
         patch: None,

@@ -11,6 +11,7 @@ use xshell::{cmd, Shell};
 use super::{Commit, Outcome, Status};
 use crate::common::plan;
 use crate::common::project::Project;
+use crate::common::series::placeholders;
 
 /// The netdev limit.
 pub const MAX_PATCHES: usize = 15;
@@ -59,25 +60,6 @@ impl SeriesCtx<'_> {
         }
         "series".to_string()
     }
-}
-
-/// Placeholders that must not be sent.
-pub const PLACEHOLDERS: &[&str] = &[
-    "*** SUBJECT HERE ***",
-    "*** BLURB HERE ***",
-    "TODO",
-    "EDITME",
-];
-
-/// Lines of `text` holding a placeholder: `(line, placeholder)`.
-pub fn placeholders(text: &str) -> Vec<(usize, &'static str)> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if let Some(p) = PLACEHOLDERS.iter().find(|p| line.contains(**p)) {
-            out.push((n + 1, *p));
-        }
-    }
-    out
 }
 
 /// Known trees for the subject prefix.
@@ -182,14 +164,14 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
         }
     }
     let changes = dir
-        .join(crate::cmd::send::VERSIONS_DIR)
-        .join(crate::cmd::send::CHANGES_FILE);
+        .join(crate::common::send_conf::VERSIONS_DIR)
+        .join(crate::common::send_conf::CHANGES_FILE);
     if let Ok(text) = std::fs::read_to_string(&changes) {
         for (line, p) in placeholders(&text) {
             findings.push(format!(
                 "patches/{}/{}:{line}: placeholder `{p}`",
-                crate::cmd::send::VERSIONS_DIR,
-                crate::cmd::send::CHANGES_FILE
+                crate::common::send_conf::VERSIONS_DIR,
+                crate::common::send_conf::CHANGES_FILE
             ));
         }
     }
@@ -200,7 +182,7 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
     if !ctx.is_series {
         return Outcome::skip("prefix", "an arbitrary --range has no send config");
     }
-    match crate::cmd::send::SendConfig::load(ctx.project) {
+    match crate::common::send_conf::SendConfig::load(ctx.project) {
         Err(e) => Outcome::from_findings("prefix", Status::Fail, vec![format!("{e:#}")]),
         Ok(c) => Outcome::from_findings(
             "prefix",
@@ -211,8 +193,8 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
                 .map(|p| {
                     format!(
                         "patches/{}/{}: {p}",
-                        crate::cmd::send::VERSIONS_DIR,
-                        crate::cmd::send::CONFIG_FILE
+                        crate::common::send_conf::VERSIONS_DIR,
+                        crate::common::send_conf::CONFIG_FILE
                     )
                 })
                 .collect(),
@@ -231,7 +213,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
             "an arbitrary --range has no merge plan",
         ));
     }
-    let conf = match crate::cmd::send::SendConfig::load(ctx.project) {
+    let conf = match crate::common::send_conf::SendConfig::load(ctx.project) {
         Ok(c) => c,
         Err(e) => {
             return Ok(Outcome::from_findings(
@@ -243,10 +225,10 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
     };
     let conf_path = format!(
         "patches/{}/{}",
-        crate::cmd::send::VERSIONS_DIR,
-        crate::cmd::send::CONFIG_FILE
+        crate::common::send_conf::VERSIONS_DIR,
+        crate::common::send_conf::CONFIG_FILE
     );
-    let infos = super::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
+    let infos = crate::common::git::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
     let cover = std::fs::read_to_string(
         ctx.project
             .patches_dir()
@@ -265,7 +247,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         .join(format!("v{}", conf.version));
     for part in &conf.parts {
         let dir = series_dir.join(&part.tree);
-        let Ok(files) = crate::cmd::send::patch_files(&dir) else {
+        let Ok(files) = crate::common::send_conf::patch_files(&dir) else {
             continue;
         };
         let mut written = Vec::new();
@@ -468,16 +450,6 @@ pub fn run(ctx: &SeriesCtx) -> Result<Vec<Outcome>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_placeholders() {
-        let t = "subject\n\nbody\n*** BLURB HERE ***\n- TODO: say\n";
-        assert_eq!(
-            placeholders(t),
-            vec![(4, "*** BLURB HERE ***"), (5, "TODO")]
-        );
-        assert!(placeholders("fine\n").is_empty());
-    }
 
     #[test]
     fn prefixes() {

@@ -94,7 +94,7 @@ pub fn parse(log: &str, tree: &Path) -> Vec<RustDiag> {
         };
         for next in lines.iter().skip(i + 1).take(4) {
             if let Some(a) = arrow.captures(next) {
-                d.file = Some(crate::cmd::check::rel_path(&a[1], tree));
+                d.file = Some(crate::common::util::rel_path(&a[1], tree));
                 d.line = a[2].parse().ok();
                 break;
             }
