@@ -172,8 +172,8 @@ impl CiArgs {
                 seeds: false,
                 iproute2: crate::common::iproute2::Iproute2Arg::from_env(),
             };
-            let ok = crate::cmd::kernel::fetch(sh, project, None)
-                .and_then(|()| crate::cmd::apply::apply(sh, project, false))
+            let ok = crate::common::base::fetch(sh, project, None)
+                .and_then(|()| crate::common::series::apply::apply(sh, project, false))
                 .and_then(|_| gate.gate(sh, project));
             let applied = ok.is_ok();
             match ok {

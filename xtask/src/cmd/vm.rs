@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
-use crate::cmd::test_qemu;
 use crate::common::kbuild::Variant;
 use crate::common::project::Project;
 use crate::common::vm;
@@ -42,7 +41,7 @@ impl VmArgs {
         }
         crate::common::deps::ensure(sh, "the VM", crate::common::deps::QEMU)?;
         // The same choice as test-qemu: RDMABOND_ACCEL, else the (cached) KVM probe.
-        let (accel, _) = vm::choose_accel(|| test_qemu::cached_probe(project, &image))?;
+        let (accel, _) = vm::choose_accel(|| vm::probe::cached_probe(project, &image))?;
         let words: Vec<String> = self.command.iter().map(|w| sh_quote(w)).collect();
         let run = vm::Run {
             image,

@@ -1,6 +1,7 @@
 //! The core every subcommand may use; it uses no subcommand (`crate::cmd`).
 
 pub mod apt;
+pub mod base;
 pub mod deps;
 pub mod diff;
 pub mod git;
@@ -12,7 +13,6 @@ pub mod ktap;
 pub mod pin;
 pub mod plan;
 pub mod project;
-pub mod send_conf;
 pub mod series;
 pub mod util;
 pub mod vm;

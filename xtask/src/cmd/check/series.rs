@@ -164,14 +164,14 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
         }
     }
     let changes = dir
-        .join(crate::common::send_conf::VERSIONS_DIR)
-        .join(crate::common::send_conf::CHANGES_FILE);
+        .join(crate::common::series::send_conf::VERSIONS_DIR)
+        .join(crate::common::series::send_conf::CHANGES_FILE);
     if let Ok(text) = std::fs::read_to_string(&changes) {
         for (line, p) in placeholders(&text) {
             findings.push(format!(
                 "patches/{}/{}:{line}: placeholder `{p}`",
-                crate::common::send_conf::VERSIONS_DIR,
-                crate::common::send_conf::CHANGES_FILE
+                crate::common::series::send_conf::VERSIONS_DIR,
+                crate::common::series::send_conf::CHANGES_FILE
             ));
         }
     }
@@ -182,7 +182,7 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
     if !ctx.is_series {
         return Outcome::skip("prefix", "an arbitrary --range has no send config");
     }
-    match crate::common::send_conf::SendConfig::load(ctx.project) {
+    match crate::common::series::send_conf::SendConfig::load(ctx.project) {
         Err(e) => Outcome::from_findings("prefix", Status::Fail, vec![format!("{e:#}")]),
         Ok(c) => Outcome::from_findings(
             "prefix",
@@ -193,8 +193,8 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
                 .map(|p| {
                     format!(
                         "patches/{}/{}: {p}",
-                        crate::common::send_conf::VERSIONS_DIR,
-                        crate::common::send_conf::CONFIG_FILE
+                        crate::common::series::send_conf::VERSIONS_DIR,
+                        crate::common::series::send_conf::CONFIG_FILE
                     )
                 })
                 .collect(),
@@ -213,7 +213,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
             "an arbitrary --range has no merge plan",
         ));
     }
-    let conf = match crate::common::send_conf::SendConfig::load(ctx.project) {
+    let conf = match crate::common::series::send_conf::SendConfig::load(ctx.project) {
         Ok(c) => c,
         Err(e) => {
             return Ok(Outcome::from_findings(
@@ -225,8 +225,8 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
     };
     let conf_path = format!(
         "patches/{}/{}",
-        crate::common::send_conf::VERSIONS_DIR,
-        crate::common::send_conf::CONFIG_FILE
+        crate::common::series::send_conf::VERSIONS_DIR,
+        crate::common::series::send_conf::CONFIG_FILE
     );
     let infos = crate::common::git::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
     let cover = std::fs::read_to_string(
@@ -247,7 +247,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         .join(format!("v{}", conf.version));
     for part in &conf.parts {
         let dir = series_dir.join(&part.tree);
-        let Ok(files) = crate::common::send_conf::patch_files(&dir) else {
+        let Ok(files) = crate::common::series::send_conf::patch_files(&dir) else {
             continue;
         };
         let mut written = Vec::new();

@@ -10,7 +10,7 @@ use crate::common::identity::{self, Identity};
 use crate::common::iproute2::*;
 use crate::common::plan::{Part, Patches};
 use crate::common::project::Project;
-use crate::common::send_conf::SendConfig;
+use crate::common::series::send_conf::SendConfig;
 
 /// Recipients from iproute2's MAINTAINERS (`Title` lines, then `M:`/`L:`/`F:`
 /// lines, sections separated by blank lines): To is the maintainer of the "Next

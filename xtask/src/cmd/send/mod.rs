@@ -22,8 +22,10 @@ use crate::common::git::{checkout, worktree};
 use crate::common::identity::{self, Identity};
 use crate::common::plan::{self, Part};
 use crate::common::project::{Project, WORK_BRANCH};
-use crate::common::send_conf::{patch_files, set_version, SendConfig, CHANGES_FILE, VERSIONS_DIR};
 use crate::common::series;
+use crate::common::series::send_conf::{
+    patch_files, set_version, SendConfig, CHANGES_FILE, VERSIONS_DIR,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {

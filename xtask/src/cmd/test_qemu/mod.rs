@@ -6,13 +6,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
-use crate::cmd::apply;
-use crate::cmd::kernel;
+use crate::common::base;
 use crate::common::deps;
 use crate::common::kbuild::{self, Built, Variant};
 use crate::common::kmemleak;
 use crate::common::ktap::{self, Case, Counts, Outcome};
 use crate::common::project::Project;
+use crate::common::series::apply;
 use crate::common::util::{fmt_duration, Phases};
 use crate::common::vm::{self, Accel};
 
@@ -179,9 +179,7 @@ impl TestQemuArgs {
             deps::ensure(sh, "the kernel build", deps::BUILD)?;
             deps::ensure(sh, "the QEMU tests", deps::QEMU)
         })?;
-        phases.run("fetch", || {
-            kernel::fetch(sh, project, self.mirror.as_deref())
-        })?;
+        phases.run("fetch", || base::fetch(sh, project, self.mirror.as_deref()))?;
         phases.run("apply", || apply::apply(sh, project, false).map(|_| ()))?;
         let rb_ip = phases.run("iproute2", || {
             crate::common::iproute2::for_tests(sh, project, &self.iproute2)
@@ -196,7 +194,7 @@ impl TestQemuArgs {
                 Some(a) => a,
                 None => {
                     let (a, why) = phases.run("accel", || {
-                        vm::choose_accel(|| cached_probe(project, &built.image))
+                        vm::choose_accel(|| vm::probe::cached_probe(project, &built.image))
                     })?;
                     eprintln!("accelerator: {a:?} ({why})");
                     accel = Some(a);
@@ -250,40 +248,6 @@ impl TestQemuArgs {
         println!("{}", phases.summary());
         Ok(counts)
     }
-}
-
-/// The KVM probe's verdict, remembered per host kernel (a broken nested KVM stays
-/// broken until the host changes); delete the cache file to probe again.
-pub fn cached_probe(project: &Project, image: &Path) -> Result<bool> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let key = format!("host {}", host.trim());
-    let file = project.cache_dir()?.join("kvm-probe");
-    if let Ok(text) = std::fs::read_to_string(&file) {
-        if let Some(verdict) = text.strip_prefix(&format!("{key}: ")) {
-            eprintln!("KVM probe result cached in {}", file.display());
-            return Ok(verdict.trim() == "works");
-        }
-    }
-    let works = probe_kvm(project, image)?;
-    let verdict = if works { "works" } else { "fails" };
-    crate::common::util::write_atomic(&file, format!("{key}: {verdict}\n").as_bytes())?;
-    Ok(works)
-}
-
-/// Boots the kernel once with KVM and a trivial payload.
-fn probe_kvm(project: &Project, image: &Path) -> Result<bool> {
-    let run = vm::Run {
-        image: image.to_path_buf(),
-        modroot: None,
-        root: project.root.clone(),
-        dir: project.target_dir().join("vm/kvm-probe"),
-        payload: "echo probe-ok\n".into(),
-        timeout: Duration::from_secs(20),
-        accel: Accel::Kvm,
-        cmdline: String::new(),
-    };
-    let out = vm::run(&run, |_, _| {})?;
-    Ok(out.exit == Some(0) && out.fatal.is_none())
 }
 
 struct TestRun {

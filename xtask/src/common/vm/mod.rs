@@ -6,6 +6,8 @@
 //! oopses, warnings and KVM failures); ttyS1 carries the payload's own output
 //! (saved to output.log and streamed, timestamped, to the caller).
 
+pub mod probe;
+
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

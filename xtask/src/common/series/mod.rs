@@ -2,6 +2,10 @@
 //! and the cover letter (`cover-letter.txt` is its source, `0000-cover-letter.patch`
 //! the generated mail).
 
+pub mod apply;
+pub mod generate;
+pub mod send_conf;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
