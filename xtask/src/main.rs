@@ -69,6 +69,66 @@ fn run() -> Result<()> {
         Cmd::Vm(a) => a.run(&sh, &project),
         Cmd::Check(a) => a.run(&sh, &project),
         Cmd::Send(a) => a.run(&sh, &project),
-        Cmd::Ci(a) => a.run(&sh, &project),
+        Cmd::Ci(a) => a.run(&sh, &project, &CiSteps),
+    }
+}
+
+/// CI's steps that are other subcommands: wired here, so that `ci` imports none.
+struct CiSteps;
+
+impl cmd::ci::Steps for CiSteps {
+    fn test_qemu(
+        &self,
+        sh: &xshell::Shell,
+        project: &common::project::Project,
+        variants: Vec<common::kbuild::Variant>,
+        mirror: Option<String>,
+        iproute2: common::iproute2::Iproute2Arg,
+    ) -> Result<common::ktap::Counts> {
+        let args = cmd::test_qemu::TestQemuArgs {
+            filter: None,
+            timeout: 3600,
+            mirror,
+            variants,
+            iproute2,
+        };
+        args.run_counted(sh, project)
+    }
+
+    fn gate(
+        &self,
+        sh: &xshell::Shell,
+        project: &common::project::Project,
+        fast: bool,
+        iproute2: common::iproute2::Iproute2Arg,
+    ) -> Result<(usize, usize)> {
+        gate_args(fast, false, iproute2).gate(sh, project)
+    }
+
+    fn seeds(
+        &self,
+        sh: &xshell::Shell,
+        project: &common::project::Project,
+        fast: bool,
+        iproute2: common::iproute2::Iproute2Arg,
+    ) -> Result<(usize, usize)> {
+        gate_args(fast, true, iproute2).run_seeds(sh, project)
+    }
+}
+
+/// `cargo xtask check` as CI runs it.
+fn gate_args(
+    fast: bool,
+    seeds: bool,
+    iproute2: common::iproute2::Iproute2Arg,
+) -> cmd::check::CheckArgs {
+    cmd::check::CheckArgs {
+        patch: None,
+        fast,
+        range: None,
+        no_cache: false,
+        workdir: "check".into(),
+        seeds,
+        iproute2,
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::cmd::test_qemu::TestQemuArgs;
+use crate::common::iproute2::Iproute2Arg;
 use crate::common::kbuild::Variant;
 use crate::common::ktap::{Counts, Outcome};
 use crate::common::project::Project;
@@ -71,7 +71,7 @@ fn uapi_test(project: &Project) -> Result<Counts> {
         std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(&project.root)
             .args(["test", "--quiet", "-p", "rdmabond-consumer", "--target-dir"])
-            .arg(crate::cmd::test_qemu::consumer::target_dir(project))
+            .arg(crate::common::consumer::target_dir(project))
             .args(["--", "--exact", UAPI_TEST])
             .env("RDMABOND_UAPI_INCLUDE", &include)
             .output()
@@ -99,8 +99,40 @@ pub fn uapi_verdict(output: &str, status_ok: bool) -> Result<Counts> {
     Ok(c)
 }
 
+/// The steps of CI that are other subcommands. A subcommand imports no other, so
+/// main.rs, which knows them all, implements this.
+pub trait Steps {
+    /// `cargo xtask test-qemu` of `variants` (the whole suite, the CI timeout of an
+    /// hour): the counts of its tests.
+    fn test_qemu(
+        &self,
+        sh: &Shell,
+        project: &Project,
+        variants: Vec<Variant>,
+        mirror: Option<String>,
+        iproute2: Iproute2Arg,
+    ) -> Result<Counts>;
+    /// `cargo xtask check` (`--fast` when `fast`) on the applied series:
+    /// (failed, skipped) cells.
+    fn gate(
+        &self,
+        sh: &Shell,
+        project: &Project,
+        fast: bool,
+        iproute2: Iproute2Arg,
+    ) -> Result<(usize, usize)>;
+    /// `cargo xtask check --seeds` with the same options: (caught, missed).
+    fn seeds(
+        &self,
+        sh: &Shell,
+        project: &Project,
+        fast: bool,
+        iproute2: Iproute2Arg,
+    ) -> Result<(usize, usize)>;
+}
+
 impl CiArgs {
-    pub fn run(self, sh: &Shell, project: &Project) -> Result<()> {
+    pub fn run(self, sh: &Shell, project: &Project, steps: &dyn Steps) -> Result<()> {
         let _d = sh.push_dir(&project.root);
         let mut total = Counts::default();
         let step = |name: &str, ok: bool, total: &mut Counts| {
@@ -132,14 +164,14 @@ impl CiArgs {
         }
         total.merge(unit);
         if !self.no_qemu {
-            let args = TestQemuArgs {
-                filter: None,
-                timeout: 3600,
-                mirror: std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
-                variants: vec![Variant::Y, Variant::Dbg],
-                iproute2: crate::common::iproute2::Iproute2Arg::from_env(),
-            };
-            match args.run_counted(sh, project) {
+            let run = steps.test_qemu(
+                sh,
+                project,
+                vec![Variant::Y, Variant::Dbg],
+                std::env::var("RDMABOND_DEBIAN_MIRROR").ok(),
+                Iproute2Arg::from_env(),
+            );
+            match run {
                 Ok(c) => {
                     println!("ci: qemu tests: {}", c.line());
                     total.merge(c);
@@ -163,18 +195,9 @@ impl CiArgs {
             }
         }
         if !self.no_check {
-            let gate = crate::cmd::check::CheckArgs {
-                patch: None,
-                fast: !self.check_full,
-                range: None,
-                no_cache: false,
-                workdir: "check".into(),
-                seeds: false,
-                iproute2: crate::common::iproute2::Iproute2Arg::from_env(),
-            };
             let ok = crate::common::base::fetch(sh, project, None)
                 .and_then(|()| crate::common::series::apply::apply(sh, project, false))
-                .and_then(|_| gate.gate(sh, project));
+                .and_then(|_| steps.gate(sh, project, !self.check_full, Iproute2Arg::from_env()));
             let applied = ok.is_ok();
             match ok {
                 Ok((failed, skipped)) => {
@@ -188,11 +211,9 @@ impl CiArgs {
                 }
             }
             // The gate must also catch what it claims to: each seeded defect is a test.
-            let seeds = crate::cmd::check::CheckArgs {
-                seeds: true,
-                ..gate
-            };
-            match applied.then(|| seeds.run_seeds(sh, project)) {
+            match applied
+                .then(|| steps.seeds(sh, project, !self.check_full, Iproute2Arg::from_env()))
+            {
                 Some(Ok((caught, missed))) => {
                     println!("ci: seeded defects: {caught} caught, {missed} missed");
                     total.merge(crate::common::ktap::Counts {

@@ -2,6 +2,7 @@
 
 pub mod apt;
 pub mod base;
+pub mod consumer;
 pub mod deps;
 pub mod diff;
 pub mod git;

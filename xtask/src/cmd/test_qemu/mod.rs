@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::common::base;
+use crate::common::consumer;
 use crate::common::deps;
 use crate::common::kbuild::{self, Built, Variant};
 use crate::common::kmemleak;
@@ -15,8 +16,6 @@ use crate::common::project::Project;
 use crate::common::series::apply;
 use crate::common::util::{fmt_duration, Phases};
 use crate::common::vm::{self, Accel};
-
-pub mod consumer;
 
 #[derive(Debug, clap::Args)]
 pub struct TestQemuArgs {
