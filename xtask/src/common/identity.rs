@@ -4,6 +4,9 @@
 //! MAINTAINERS `M:` line the series adds. Everything here is a pure function over
 //! text, so it is unit tested without git.
 
+use regex::Regex;
+use std::sync::LazyLock;
+
 /// The neutral identity of the committed patches (also what `cargo xtask kernel
 /// fetch` configures in a kernel tree that has no identity of its own).
 pub const NEUTRAL_NAME: &str = "rdmabond developers";
@@ -232,7 +235,9 @@ pub fn add_trailer(mail: &str, trailer: &str) -> String {
 
 /// Email addresses in `text` that no one can receive mail at: `(line, address)`.
 pub fn placeholder_addresses(text: &str) -> Vec<(usize, String)> {
-    let re = regex::Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+").unwrap();
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+").unwrap());
+    let re = &*RE;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         for m in re.find_iter(line) {

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// Writes a file atomically: a temporary file in the same directory, then a rename,
 /// so an interrupted run never leaves a half-written file behind.
@@ -102,8 +104,8 @@ pub fn rel_path(path: &str, wt: &Path) -> String {
 
 /// Removes `:line:col` numbers after a path so findings compare across line shifts.
 pub fn without_lines(s: &str) -> String {
-    let re = regex::Regex::new(r":\d+(:\d+)?([:\s]|$)").unwrap();
-    re.replace_all(s, "$2").to_string()
+    static RE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r":\d+(:\d+)?([:\s]|$)").unwrap());
+    RE.replace_all(s, "$2").to_string()
 }
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ use crate::common::kbuild::config;
 use crate::common::kbuild::SERIES_OPTIONS;
 use crate::common::project::Project;
 use crate::common::util::rel_path;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// The base file sparse is tried on before it is trusted.
 const PROBE: &str = "net/ipv4/devinet.o";
@@ -50,10 +52,14 @@ impl Diag {
 
 /// Parses gcc/sparse/modpost/ld diagnostics from a build log.
 pub fn parse_diags(log: &str, wt: &Path) -> Vec<Diag> {
-    let cc =
-        regex::Regex::new(r"^(\S+?):(\d+):(?:\d+:)? (warning|error|fatal error): (.*)$").unwrap();
-    let modpost = regex::Regex::new(r"^(WARNING|ERROR): modpost: (.*)$").unwrap();
-    let ld = regex::Regex::new(r"^(?:ld|x86_64-linux-gnu-ld)(?:\.bfd)?: (.*)$").unwrap();
+    static CC: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^(\S+?):(\d+):(?:\d+:)? (warning|error|fatal error): (.*)$").unwrap()
+    });
+    static MODPOST: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(WARNING|ERROR): modpost: (.*)$").unwrap());
+    static LD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(?:ld|x86_64-linux-gnu-ld)(?:\.bfd)?: (.*)$").unwrap());
+    let (cc, modpost, ld) = (&*CC, &*MODPOST, &*LD);
     let mut out = Vec::new();
     for line in log.lines() {
         if let Some(c) = cc.captures(line) {

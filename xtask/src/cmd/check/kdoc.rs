@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 
 use super::{Ctx, Outcome, Status};
 use crate::common::util::without_lines;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// kernel-doc warnings on the touched C files as they are in the worktree now.
 pub fn run_kdoc(ctx: &Ctx) -> Result<Vec<String>> {
@@ -103,11 +105,14 @@ pub fn exported(ctx: &Ctx) -> Result<Outcome> {
             any = true;
             // The kernel-doc sits next to the definition: look in the files this
             // patch touches (the exporting file first).
-            let doc = regex::Regex::new(&format!(r"(?m)^ \* {name}(\(\))? *-")).unwrap();
+            // ` * name() -` or ` * name -`: the kernel-doc of `name`.
+            static DOC: LazyLock<Regex> =
+                LazyLock::new(|| Regex::new(r"(?m)^ \* (\w+)(?:\(\))? *-").unwrap());
+            let documents = |t: &str| DOC.captures_iter(t).any(|c| &c[1] == name);
             let found = std::iter::once(f.path.as_str())
                 .chain(ctx.files.iter().map(|g| g.path.as_str()))
                 .filter(|p| p.ends_with(".c") || p.ends_with(".h"))
-                .any(|p| std::fs::read_to_string(ctx.wt.join(p)).is_ok_and(|t| doc.is_match(&t)));
+                .any(|p| std::fs::read_to_string(ctx.wt.join(p)).is_ok_and(|t| documents(&t)));
             if !found {
                 findings.push(format!(
                     "{}: {}:{line}: {name}() is exported but has no kernel-doc comment",

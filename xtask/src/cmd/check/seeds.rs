@@ -15,6 +15,8 @@ use xshell::{cmd, Shell};
 
 use super::{CheckArgs, Outcome, Status};
 use crate::common::project::Project;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// One edit of a seeded commit.
 #[derive(Debug, Clone, Copy)]
@@ -270,11 +272,19 @@ pub fn caught(o: &Outcome, seed: &Seed, index: usize) -> Option<String> {
     if o.status != Status::Fail {
         return None;
     }
-    let patch = regex::Regex::new(&format!(r"\bpatch {index}\b")).unwrap();
-    let line_re = regex::Regex::new(&format!(r"{}:\d+", regex::escape(seed.file))).unwrap();
+    // `patch N` as words, and `FILE:LINE`.
+    static PATCH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\bpatch (\d+)\b").unwrap());
+    let in_patch = |d: &str| PATCH.captures_iter(d).any(|c| c[1] == index.to_string());
+    let has_line = |d: &str| {
+        d.match_indices(seed.file).any(|(i, f)| {
+            d[i + f.len()..]
+                .strip_prefix(':')
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+    };
     o.details
         .iter()
-        .find(|d| patch.is_match(d) && (seed.file.is_empty() || line_re.is_match(d)))
+        .find(|d| in_patch(d) && (seed.file.is_empty() || has_line(d)))
         .cloned()
 }
 

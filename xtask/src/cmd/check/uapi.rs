@@ -12,6 +12,8 @@ use xshell::cmd;
 
 use super::series::SeriesCtx;
 use super::{Ctx, Outcome, Status};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// The uapi header the link type extends.
 pub const HEADER: &str = "include/uapi/linux/if_link.h";
@@ -52,7 +54,9 @@ pub fn header_enums(root: &Path, header: &str) -> Result<Enums> {
 
 /// `pub const NAME: type = VALUE;` items of bindgen output.
 pub fn parse_consts(rust: &str) -> Enums {
-    let re = regex::Regex::new(r"pub const (\w+): [\w:]+ = (-?\d+);").unwrap();
+    static RE: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"pub const (\w+): [\w:]+ = (-?\d+);").unwrap());
+    let re = &*RE;
     re.captures_iter(rust)
         .filter_map(|c| Some((c[1].to_string(), c[2].parse().ok()?)))
         .collect()
@@ -109,8 +113,9 @@ pub fn append_only(ctx: &Ctx, before: Option<Enums>) -> Result<Outcome> {
 
 /// The first line (1-based) where `name` appears as a word.
 pub fn line_of(text: &str, name: &str) -> Option<usize> {
-    let re = regex::Regex::new(&format!(r"\b{}\b", regex::escape(name))).ok()?;
-    text.lines().position(|l| re.is_match(l)).map(|i| i + 1)
+    text.lines()
+        .position(|l| super::style::has_word(l, name))
+        .map(|i| i + 1)
 }
 
 /// YNL attributes as C names with their values, from the spec's attribute sets whose
@@ -152,8 +157,10 @@ for s in spec.get('attribute-sets', []):
 
 /// `[IFLA_RDMABOND_X] =` entries of the policy arrays.
 pub fn policy_attrs(c: &str) -> Vec<String> {
-    let re = regex::Regex::new(&format!(r"\[\s*({}\w+)\s*\]\s*=", regex::escape(PREFIX))).unwrap();
-    let mut v: Vec<String> = re.captures_iter(c).map(|m| m[1].to_string()).collect();
+    static RE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(&format!(r"\[\s*({}\w+)\s*\]\s*=", regex::escape(PREFIX))).unwrap()
+    });
+    let mut v: Vec<String> = RE.captures_iter(c).map(|m| m[1].to_string()).collect();
     v.dedup();
     v
 }

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// Debian's clippy-driver (package rust-web-clippy), matching /usr/bin/rustc.
 pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
@@ -76,8 +78,11 @@ impl RustDiag {
 /// `--> file:line:col`. The summary lines ("N warnings emitted", "aborting due to")
 /// are not diagnostics.
 pub fn parse(log: &str, tree: &Path) -> Vec<RustDiag> {
-    let head = regex::Regex::new(r"^(warning|error)(?:\[[A-Z0-9]+\])?: (.*)$").unwrap();
-    let arrow = regex::Regex::new(r"^\s*--> (\S+?):(\d+):\d+$").unwrap();
+    static HEAD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(warning|error)(?:\[[A-Z0-9]+\])?: (.*)$").unwrap());
+    static ARROW: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\s*--> (\S+?):(\d+):\d+$").unwrap());
+    let (head, arrow) = (&*HEAD, &*ARROW);
     let lines: Vec<&str> = log.lines().collect();
     let mut out = Vec::new();
     for (i, l) in lines.iter().enumerate() {

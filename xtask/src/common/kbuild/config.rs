@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// One option a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +142,9 @@ pub fn needs_builtin(kconfig: &str, options: &[&str]) -> Vec<String> {
         .iter()
         .map(|o| o.strip_prefix("CONFIG_").unwrap_or(o))
         .collect();
-    let dep = regex::Regex::new(&format!(r"\b({})\s*=\s*y\b", names.join("|"))).unwrap();
+    // `NAME=y` (or `NAME = y`) for one of the names.
+    static DEP: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b(\w+)\s*=\s*y\b").unwrap());
+    let needs = |deps: &str| DEP.captures_iter(deps).any(|c| names.contains(&&c[1]));
     let mut out = Vec::new();
     let mut current: Option<&str> = None;
     for line in kconfig.lines() {
@@ -154,7 +158,7 @@ pub fn needs_builtin(kconfig: &str, options: &[&str]) -> Vec<String> {
             current = None;
         } else if let (Some(name), Some(deps)) = (current, t.strip_prefix("depends on")) {
             let option = format!("CONFIG_{name}");
-            if dep.is_match(deps) && !out.contains(&option) {
+            if needs(deps) && !out.contains(&option) {
                 out.push(option);
             }
         }
