@@ -3,6 +3,8 @@
 
 mod cmd;
 mod common;
+#[cfg(test)]
+mod tidy;
 
 use std::path::PathBuf;
 

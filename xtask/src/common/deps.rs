@@ -73,10 +73,7 @@ pub const BUILD: &[Dep] = &[
     ),
     file("/usr/lib/llvm-19/lib/libclang.so", "libclang-19-dev"),
     file(KERNEL_RUSTFMT, "rustfmt-web"),
-    file(
-        crate::common::kbuild::clippy::CLIPPY_DRIVER,
-        "rust-web-clippy",
-    ),
+    file(CLIPPY_DRIVER, "rust-web-clippy"),
     prog(SELFTEST_CLANG, "clang-19"),
     // The Rust consumer (rust/rdmabond-consumer) binds librdmacm and libibverbs.
     file("/usr/include/rdma/rdma_cma.h", "librdmacm-dev"),
@@ -124,6 +121,8 @@ pub const CODESPELL_DICT: &str = "/usr/lib/python3/dist-packages/codespell_lib/d
 pub const LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
 /// The rustc the kernel is built with (Debian's, which ships rust-src).
 pub const KERNEL_RUSTC: &str = "/usr/bin/rustc";
+/// Debian's clippy-driver (package rust-web-clippy), matching [`KERNEL_RUSTC`].
+pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
 /// Debian's rustfmt for `make rustfmtcheck` (rustup's comes first in PATH).
 pub const KERNEL_RUSTFMT: &str = "/usr/bin/rustfmt";
 /// The clang that builds the selftests' BPF objects.

@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// Debian's clippy-driver (package rust-web-clippy), matching /usr/bin/rustc.
-pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
+use crate::common::deps::CLIPPY_DRIVER;
 
 /// The `make` variables of a CLIPPY=1 build whose configuration is in `conf_dir`.
 pub fn make_vars(conf_dir: &Path) -> Vec<String> {
