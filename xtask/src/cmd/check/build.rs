@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use super::rust_build::RustBuilder;
@@ -16,8 +16,7 @@ use super::series::SeriesCtx;
 use super::sparse_tool::{self, Sparse};
 use super::{Ctx, Outcome, Status};
 use crate::common::git::checkout;
-use crate::common::kbuild::config;
-use crate::common::kbuild::SERIES_OPTIONS;
+use crate::common::kbuild::{self, first_errors, Make};
 use crate::common::project::Project;
 use crate::common::util::rel_path;
 use regex::Regex;
@@ -102,28 +101,6 @@ pub struct Builder {
     rust: RustBuilder,
 }
 
-/// Runs `make` in the worktree under the machine-wide build lock; returns
-/// (success, combined output).
-fn make(
-    project: &Project,
-    wt: &Path,
-    dir: &Path,
-    args: &[&str],
-    log: &Path,
-) -> Result<(bool, String)> {
-    let logf =
-        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status =
-        crate::common::kbuild::kernel_make(project, &["flock", "/tmp/kbuild.lock"], wt, dir)?
-            .args(args)
-            .stdout(logf.try_clone()?)
-            .stderr(logf)
-            .status()
-            .context("cannot run flock make (is util-linux installed?)")?;
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    Ok((status.success(), text))
-}
-
 impl Builder {
     /// Prepares target/check/kbuild: the config fragment and the base build's warnings
     /// (built once per base, from scratch so every warning is seen).
@@ -171,7 +148,9 @@ impl Builder {
             }
             b.configure()?;
             let tmp = b.dir.join("base.tmp.log");
-            let (ok, text) = make(project, wt, &b.dir, &["W=1", "all"], &tmp)?;
+            let (ok, text) = Make::new(project, wt, &b.dir)
+                .locked()
+                .run(&["W=1", "all"], &tmp)?;
             if !ok {
                 anyhow::bail!(
                     "the base {base} does not build with the check config: see {}",
@@ -205,15 +184,11 @@ impl Builder {
             Ok(t) => t,
             Err(_) => {
                 let log = self.dir.join("sparse-probe.log");
-                let out = make(
-                    &self.project,
-                    &self.wt,
-                    &self.dir,
-                    &["C=2", &check_var, "-j1", PROBE],
-                    &log,
-                )
-                .map(|(_, t)| t)
-                .unwrap_or_default();
+                let out = Make::new(&self.project, &self.wt, &self.dir)
+                    .locked()
+                    .run(&["C=2", &check_var, "-j1", PROBE], &log)
+                    .map(|(_, t)| t)
+                    .unwrap_or_default();
                 let lines = sparse_lines(&out, &self.wt);
                 let errors: Vec<&String> = lines.iter().filter(|l| l.contains("error:")).collect();
                 let verdict = match errors.first() {
@@ -239,18 +214,14 @@ impl Builder {
     fn configure(&self) -> Result<()> {
         let alloc = format!("KCONFIG_ALLCONFIG={}", self.fragment.display());
         let log = self.dir.join("config.log");
-        let (ok, text) = make(
-            &self.project,
-            &self.wt,
-            &self.dir,
-            &[&alloc, "allnoconfig"],
-            &log,
-        )?;
+        let (ok, text) = Make::new(&self.project, &self.wt, &self.dir)
+            .locked()
+            .run(&[&alloc, "allnoconfig"], &log)?;
         if !ok {
             anyhow::bail!(
                 "allnoconfig failed in {}:\n{}",
                 self.dir.display(),
-                crate::common::kbuild::first_errors(&text, 15)
+                first_errors(&text, 15)
             );
         }
         Ok(())
@@ -261,7 +232,9 @@ impl Builder {
     pub fn build_patch(&mut self, ctx: &Ctx, known: &[String]) -> Result<(Outcome, Vec<String>)> {
         self.configure()?;
         let log = self.dir.join(format!("patch-{}.log", ctx.index));
-        let (ok, text) = make(&self.project, &self.wt, &self.dir, &["W=1", "all"], &log)?;
+        let (ok, text) = Make::new(&self.project, &self.wt, &self.dir)
+            .locked()
+            .run(&["W=1", "all"], &log)?;
         let diags = parse_diags(&text, &self.wt);
         let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
         let mut o = Outcome::new("build", Status::Pass);
@@ -285,7 +258,7 @@ impl Builder {
             o.details.push(format!(
                 "{}: make W=1 failed:\n{}",
                 ctx.name(),
-                crate::common::kbuild::first_errors(&text, 15)
+                first_errors(&text, 15)
             ));
         }
         if !ok {
@@ -327,7 +300,9 @@ impl Builder {
         let mut args = vec!["C=2", check_var.as_str(), "-j1"];
         args.extend(targets.iter().map(String::as_str));
         let log = self.dir.join("sparse.log");
-        let (_, text) = make(&self.project, &self.wt, &self.dir, &args, &log)?;
+        let (_, text) = Make::new(&self.project, &self.wt, &self.dir)
+            .locked()
+            .run(&args, &log)?;
         Ok(sparse_lines(&text, &self.wt))
     }
 
@@ -356,17 +331,16 @@ impl Builder {
     pub fn series_builds(&mut self, ctx: &SeriesCtx) -> Result<Vec<Outcome>> {
         self.configure()?;
         let log = self.dir.join("headers.log");
-        let (ok, text) = make(&self.project, &self.wt, &self.dir, &["headers"], &log)?;
+        let (ok, text) = Make::new(&self.project, &self.wt, &self.dir)
+            .locked()
+            .run(&["headers"], &log)?;
         let headers = if ok {
             Outcome::new("headers", Status::Pass)
         } else {
             Outcome::from_findings(
                 "headers",
                 Status::Fail,
-                vec![format!(
-                    "make headers failed:\n{}",
-                    crate::common::kbuild::first_errors(&text, 15)
-                )],
+                vec![format!("make headers failed:\n{}", first_errors(&text, 15))],
             )
         };
         let targets = super::series::selftest_dirs(ctx)?;
@@ -375,13 +349,9 @@ impl Builder {
         } else {
             let t = format!("TARGETS={}", targets.join(" "));
             let log = self.dir.join("selftests.log");
-            let (ok, text) = make(
-                &self.project,
-                &self.wt,
-                &self.dir,
-                &[&t, "kselftest-all"],
-                &log,
-            )?;
+            let (ok, text) = Make::new(&self.project, &self.wt, &self.dir)
+                .locked()
+                .run(&[&t, "kselftest-all"], &log)?;
             if ok {
                 Outcome::new("selftests", Status::Pass)
             } else {
@@ -390,7 +360,7 @@ impl Builder {
                     Status::Fail,
                     vec![format!(
                         "make {t} kselftest-all failed:\n{}",
-                        crate::common::kbuild::first_errors(&text, 15)
+                        first_errors(&text, 15)
                     )],
                 )
             }
@@ -422,43 +392,10 @@ pub fn sparse_lines(log: &str, wt: &Path) -> Vec<String> {
     out
 }
 
-/// allnoconfig fragment of the check build: ci/*.config without Rust (the check
-/// build has no Rust; test-qemu builds it), the series' selftest configs, and the
-/// series' own drivers as modules.
+/// allnoconfig fragment of the check build (see [`kbuild::check_fragment`]).
 fn fragment_text(sh: &Shell, project: &Project) -> Result<String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "config"))
-        .filter(|p| p.file_name().is_some_and(|n| n != "rust.config"))
-        .collect();
-    files.sort();
-    let mut frags = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
-        frags.push(config::parse_fragment(&text, &f.display().to_string())?);
-    }
     let added = crate::common::git::added_files(sh, project).unwrap_or_default();
-    for t in crate::common::kbuild::selftest_targets(&added) {
-        let f = project
-            .tree
-            .join("tools/testing/selftests")
-            .join(&t)
-            .join("config");
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            frags.push(config::parse_fragment(&text, &f.display().to_string())?);
-        }
-    }
-    frags.push(
-        SERIES_OPTIONS
-            .iter()
-            .map(|o| config::Want {
-                name: o.to_string(),
-                value: "m".into(),
-                origin: "check".into(),
-            })
-            .collect(),
-    );
-    Ok(config::render(&config::merge(&frags)))
+    kbuild::check_fragment(project, &kbuild::selftest_targets(&added))
 }
 
 #[cfg(test)]

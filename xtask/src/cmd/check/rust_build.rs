@@ -8,13 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use super::{Ctx, Outcome, Status};
 use crate::common::kbuild::clippy;
 use crate::common::kbuild::config;
-use crate::common::kbuild::{self, Variant};
+use crate::common::kbuild::{self, Make, Variant};
 use crate::common::project::Project;
 
 /// The Rust check build directory (target/<workdir>/kbuild-rust).
@@ -40,24 +40,10 @@ impl RustBuilder {
 
     /// Runs make under the machine-wide build lock; (success, output).
     fn make(&self, args: &[String], log: &Path) -> Result<(bool, String)> {
-        let logf = std::fs::File::create(log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let status = kbuild::rust_make(
-            &self.project,
-            &["flock", "/tmp/kbuild.lock"],
-            &self.wt,
-            &self.dir,
-            &self.bindgen,
-        )?
-        .args(args)
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .status()
-        .context("cannot run flock make (is util-linux installed?)")?;
-        Ok((
-            status.success(),
-            std::fs::read_to_string(log).unwrap_or_default(),
-        ))
+        Make::new(&self.project, &self.wt, &self.dir)
+            .rust(&self.bindgen)
+            .locked()
+            .run(args, log)
     }
 
     /// allnoconfig with the booted kernel's fragments, as the worktree is now.

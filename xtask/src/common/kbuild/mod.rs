@@ -4,9 +4,9 @@
 
 pub mod clippy;
 pub mod config;
+pub mod make;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
@@ -14,8 +14,9 @@ use xshell::Shell;
 use crate::common::deps;
 use crate::common::git;
 use crate::common::project::Project;
-use crate::common::util::{jobs, write_atomic};
+use crate::common::util::write_atomic;
 use config::Want;
+pub use make::{first_errors, Make};
 
 /// Options the series itself adds; the `m` variant builds them as modules.
 pub const SERIES_OPTIONS: &[&str] = &["CONFIG_INFINIBAND_RDMABOND"];
@@ -127,6 +128,70 @@ pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// ci/*.config in name order (without ci/rust.config unless `rust`).
+fn ci_fragments(project: &Project, rust: bool) -> Result<Vec<Vec<Want>>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
+        .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "config"))
+        .filter(|p| rust || p.file_name().is_some_and(|n| n != "rust.config"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in &files {
+        let text = fs_err::read_to_string(f)?;
+        let origin = f
+            .strip_prefix(&project.root)
+            .unwrap_or(f)
+            .display()
+            .to_string();
+        out.push(config::parse_fragment(&text, &origin)?);
+    }
+    Ok(out)
+}
+
+/// The `config` files of the series' selftest directories that exist.
+fn selftest_fragments(project: &Project, targets: &[String]) -> Result<Vec<Vec<Want>>> {
+    let mut out = Vec::new();
+    for t in targets {
+        let f = project
+            .tree
+            .join("tools/testing/selftests")
+            .join(t)
+            .join("config");
+        if f.is_file() {
+            let text = fs_err::read_to_string(&f)?;
+            out.push(config::parse_fragment(
+                &text,
+                &format!("tools/testing/selftests/{t}/config"),
+            )?);
+        }
+    }
+    Ok(out)
+}
+
+/// [`SERIES_OPTIONS`] as modules.
+fn series_modules(origin: &str) -> Vec<Want> {
+    SERIES_OPTIONS
+        .iter()
+        .map(|o| Want {
+            name: o.to_string(),
+            value: "m".into(),
+            origin: origin.to_string(),
+        })
+        .collect()
+}
+
+/// The allnoconfig fragment of `cargo xtask check`'s W=1 build: ci/*.config without
+/// Rust (the check build has none; test-qemu builds it), the series' selftest
+/// configs, and the series' own drivers as modules.
+pub fn check_fragment(project: &Project, targets: &[String]) -> Result<String> {
+    let mut frags = ci_fragments(project, false)?;
+    frags.extend(selftest_fragments(project, targets)?);
+    frags.push(series_modules("check"));
+    Ok(config::render(&config::merge(&frags)))
+}
+
 /// The fragments, in merge order: ci/*.config, the series' selftest configs, variant
 /// (for `m` and `dbg`, without `builtin_only`; for `dbg`, without Rust and with
 /// [`DBG_FRAGMENT`] last).
@@ -136,46 +201,13 @@ pub fn fragments(
     variant: Variant,
     builtin_only: &[String],
 ) -> Result<Vec<Vec<Want>>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
-        .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "config"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
-        let origin = f
-            .strip_prefix(&project.root)
-            .unwrap_or(f)
-            .display()
-            .to_string();
-        out.push(config::parse_fragment(&text, &origin)?);
-    }
-    for t in targets {
-        let f = project
-            .tree
-            .join("tools/testing/selftests")
-            .join(t)
-            .join("config");
-        if f.is_file() {
-            let text = std::fs::read_to_string(&f)?;
-            out.push(config::parse_fragment(
-                &text,
-                &format!("tools/testing/selftests/{t}/config"),
-            )?);
-        }
-    }
+    let mut out = ci_fragments(project, true)?;
+    out.extend(selftest_fragments(project, targets)?);
     if variant.modular() {
         let asked: Vec<&String> = out.iter().flatten().map(|w| &w.name).collect();
-        let mods: Vec<Want> = SERIES_OPTIONS
-            .iter()
-            .filter(|o| asked.iter().any(|a| a == *o))
-            .map(|o| Want {
-                name: o.to_string(),
-                value: "m".into(),
-                origin: format!("--variant {}", variant.name()),
-            })
+        let mods: Vec<Want> = series_modules(&format!("--variant {}", variant.name()))
+            .into_iter()
+            .filter(|w| asked.iter().any(|a| **a == w.name))
             .collect();
         out.push(mods);
         for frag in &mut out {
@@ -200,114 +232,6 @@ pub fn fragments(
         out.push(config::parse_fragment(&text, name)?);
     }
     Ok(out)
-}
-
-/// `make -C SRC O=DIR CC="ccache gcc" -jN` with the project's ccache settings (shared
-/// cache under the cache directory, paths relative to the checkout), run through
-/// `launcher` (e.g. `flock LOCK`) when it is not empty. The caller adds targets,
-/// variables and output.
-pub fn kernel_make(
-    project: &Project,
-    launcher: &[&str],
-    src: &Path,
-    dir: &Path,
-) -> Result<Command> {
-    let cache = project.cache_dir()?;
-    let mut cmd = match launcher.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg("make");
-            c
-        }
-        None => Command::new("make"),
-    };
-    // cargo's environment (CARGO_PKG_RUST_VERSION and the like, set for `cargo
-    // xtask`) describes the xtask, not the kernel: clippy-driver would read it as the
-    // kernel crate's MSRV and warn.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-            "CARGO_PRIMARY_",
-        ]
-        .iter()
-        .any(|p| k.starts_with(p))
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("-C")
-        .arg(src)
-        .arg(format!("O={}", dir.display()))
-        .arg("CC=ccache gcc")
-        .arg(format!("-j{}", jobs()))
-        .env("CCACHE_DIR", cache.join("ccache"))
-        .env("CCACHE_BASEDIR", &project.root)
-        .env("CCACHE_NOHASHDIR", "true")
-        .env("CCACHE_MAXSIZE", "10G")
-        .stdin(Stdio::null());
-    Ok(cmd)
-}
-
-/// [`kernel_make`] with Debian's Rust toolchain: RUSTC, BINDGEN (on PATH too) and
-/// LIBCLANG_PATH.
-pub fn rust_make(
-    project: &Project,
-    launcher: &[&str],
-    src: &Path,
-    dir: &Path,
-    bindgen: &Path,
-) -> Result<Command> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths: Vec<PathBuf> = bindgen
-        .parent()
-        .map(Path::to_path_buf)
-        .into_iter()
-        .collect();
-    paths.extend(std::env::split_paths(&path));
-    let mut cmd = kernel_make(project, launcher, src, dir)?;
-    cmd.arg(format!("RUSTC={}", deps::KERNEL_RUSTC))
-        .arg(format!("BINDGEN={}", bindgen.display()))
-        .env("PATH", std::env::join_paths(paths)?)
-        .env("LIBCLANG_PATH", deps::LIBCLANG_PATH);
-    Ok(cmd)
-}
-
-fn make(project: &Project, dir: &Path, bindgen: &Path, args: &[&str], log: &Path) -> Result<()> {
-    let logf =
-        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let status = rust_make(project, &[], &project.tree, dir, bindgen)?
-        .args(args)
-        .stdout(logf.try_clone()?)
-        .stderr(logf)
-        .status()
-        .context("cannot run make")?;
-    if !status.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        bail!(
-            "make {} failed; the first errors:\n{}\nfull log: {}",
-            args.join(" "),
-            first_errors(&text, 25),
-            log.display()
-        );
-    }
-    Ok(())
-}
-
-/// The first error lines of a build log with a little context; the tail otherwise.
-pub fn first_errors(log: &str, max: usize) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    let first = lines
-        .iter()
-        .position(|l| l.contains("error:") || l.contains("Error ") || l.contains("*** "));
-    let start = match first {
-        Some(i) => i.saturating_sub(3),
-        None => lines.len().saturating_sub(max),
-    };
-    lines[start..lines.len().min(start + max)].join("\n")
 }
 
 /// Configures and builds one variant.
@@ -343,13 +267,9 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
             dir.display(),
             wants.len()
         );
-        make(
-            project,
-            &dir,
-            &bindgen,
-            &[&alloc, "allnoconfig"],
-            &dir.join("config.log"),
-        )?;
+        Make::new(project, &project.tree, &dir)
+            .rust(&bindgen)
+            .run_ok(&[&alloc, "allnoconfig"], &dir.join("config.log"))?;
     }
     let have = config::parse_dotconfig(&std::fs::read_to_string(&dotconfig)?);
     let lost = config::dropped(&wants, &have);
@@ -387,7 +307,10 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         build_log.display()
     );
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    make(project, &dir, &bindgen, &refs, &build_log)?;
+    Make::new(project, &project.tree, &dir)
+        .rust(&bindgen)
+        .progress("kernel build", dir.join("xtask-build-objects"))
+        .run_ok(&refs, &build_log)?;
     let mut checks = Vec::new();
     if rust {
         let text = std::fs::read_to_string(&build_log)?;
@@ -399,27 +322,22 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     }
     let _ = std::fs::remove_dir_all(&modroot);
     let mod_path = format!("INSTALL_MOD_PATH={}", modroot.display());
-    make(
-        project,
-        &dir,
-        &bindgen,
-        &[&mod_path, "INSTALL_MOD_STRIP=1", "modules_install"],
-        &dir.join("modules_install.log"),
-    )?;
+    Make::new(project, &project.tree, &dir)
+        .rust(&bindgen)
+        .run_ok(
+            &[&mod_path, "INSTALL_MOD_STRIP=1", "modules_install"],
+            &dir.join("modules_install.log"),
+        )?;
     if rust {
         let rustfmt = format!(
             "RUSTFMT={} --config-path {}",
             deps::KERNEL_RUSTFMT,
             clippy::kernel_dotfile(&[&project.tree], ".rustfmt.toml")?.display()
         );
-        make(
-            project,
-            &dir,
-            &bindgen,
-            &[&rustfmt, "rustfmtcheck"],
-            &dir.join("rustfmtcheck.log"),
-        )
-        .context("the kernel's Rust code is not rustfmt-clean (`make rustfmtcheck`)")?;
+        Make::new(project, &project.tree, &dir)
+            .rust(&bindgen)
+            .run_ok(&[&rustfmt, "rustfmtcheck"], &dir.join("rustfmtcheck.log"))
+            .context("the kernel's Rust code is not rustfmt-clean (`make rustfmtcheck`)")?;
         checks.push("kernel Rust code: make rustfmtcheck".to_string());
     }
     let kselftest = if targets.is_empty() {
@@ -428,13 +346,12 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         let t = format!("TARGETS={}", targets.join(" "));
         // net/lib, which the rdmabond tests install, builds BPF objects with clang.
         let clang = format!("CLANG={}", deps::SELFTEST_CLANG);
-        make(
-            project,
-            &dir,
-            &bindgen,
-            &[&t, &clang, "kselftest-install"],
-            &dir.join("kselftest.log"),
-        )?;
+        Make::new(project, &project.tree, &dir)
+            .rust(&bindgen)
+            .run_ok(
+                &[&t, &clang, "kselftest-install"],
+                &dir.join("kselftest.log"),
+            )?;
         let path = dir.join("kselftest/kselftest_install");
         if !path.join("run_kselftest.sh").is_file() {
             bail!(
