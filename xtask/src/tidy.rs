@@ -9,6 +9,9 @@
 //!   README.md or Documentation/workflow.md), and every `xtask/src/...` path the
 //!   documents name exists;
 //! - no `Regex::new` outside a `LazyLock`.
+//!
+//! (That every seed of `check --seeds` names an existing check is the compiler's
+//! job: seeds name a `check::Check`; seeds.rs tests that it is a table column.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

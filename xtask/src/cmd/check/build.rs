@@ -14,7 +14,7 @@ use xshell::Shell;
 use super::rust_build::RustBuilder;
 use super::series::SeriesCtx;
 use super::sparse_tool::{self, Sparse};
-use super::{Ctx, Outcome, Status};
+use super::{Check, Ctx, Outcome, Status};
 use crate::common::git::checkout;
 use crate::common::kbuild::{self, first_errors, Make};
 use crate::common::project::Project;
@@ -237,7 +237,7 @@ impl Builder {
             .run(&["W=1", "all"], &log)?;
         let diags = parse_diags(&text, &self.wt);
         let known: BTreeSet<&str> = known.iter().map(String::as_str).collect();
-        let mut o = Outcome::new("build", Status::Pass);
+        let mut o = Outcome::new(Check::Build, Status::Pass);
         let mut seen = BTreeSet::new();
         for d in &diags {
             let k = d.key();
@@ -309,17 +309,17 @@ impl Builder {
     /// New sparse findings after the patch.
     pub fn sparse_delta(&self, ctx: &Ctx, before: Vec<String>) -> Result<Outcome> {
         if let Sparse::Skip(why) = &self.sparse {
-            return Ok(Outcome::skip("sparse", why.clone()));
+            return Ok(Outcome::skip(Check::Sparse, why.clone()));
         }
         if self.sparse_targets(ctx).is_empty() {
-            return Ok(Outcome::new("sparse", Status::NotApplicable));
+            return Ok(Outcome::new(Check::Sparse, Status::NotApplicable));
         }
         let after = self.sparse(ctx)?;
         let new = super::kdoc::new_findings(&before, &after)
             .into_iter()
             .map(|l| format!("{}: {l}", ctx.name()))
             .collect();
-        Ok(Outcome::from_findings("sparse", Status::Fail, new))
+        Ok(Outcome::from_findings(Check::Sparse, Status::Fail, new))
     }
 
     /// The CLIPPY=1 check of a patch (N/A when it touches no .rs file).
@@ -335,17 +335,17 @@ impl Builder {
             .locked()
             .run(&["headers"], &log)?;
         let headers = if ok {
-            Outcome::new("headers", Status::Pass)
+            Outcome::new(Check::Headers, Status::Pass)
         } else {
             Outcome::from_findings(
-                "headers",
+                Check::Headers,
                 Status::Fail,
                 vec![format!("make headers failed:\n{}", first_errors(&text, 15))],
             )
         };
         let targets = super::series::selftest_dirs(ctx)?;
         let selftests = if targets.is_empty() {
-            Outcome::new("selftests", Status::NotApplicable)
+            Outcome::new(Check::Selftests, Status::NotApplicable)
         } else {
             let t = format!("TARGETS={}", targets.join(" "));
             let log = self.dir.join("selftests.log");
@@ -353,10 +353,10 @@ impl Builder {
                 .locked()
                 .run(&[&t, "kselftest-all"], &log)?;
             if ok {
-                Outcome::new("selftests", Status::Pass)
+                Outcome::new(Check::Selftests, Status::Pass)
             } else {
                 Outcome::from_findings(
-                    "selftests",
+                    Check::Selftests,
                     Status::Fail,
                     vec![format!(
                         "make {t} kselftest-all failed:\n{}",

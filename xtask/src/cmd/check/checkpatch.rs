@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use anyhow::{Context, Result};
 
-use super::{Ctx, Outcome, Status};
+use super::{Check, Ctx, Outcome, Status};
 use crate::common::deps::CODESPELL_DICT;
 
 /// Message types the netdev CI (NIPA) ignores.
@@ -133,7 +133,7 @@ pub fn run(ctx: &Ctx) -> Result<Outcome> {
         &[OsStr::new("-g"), OsStr::new(&ctx.commit.id)],
     )?;
     let (status, details) = judge(&ctx.name(), &out);
-    let mut o = Outcome::new("checkpatch", status);
+    let mut o = Outcome::new(Check::Checkpatch, status);
     o.details = details;
     if !spell {
         o.details

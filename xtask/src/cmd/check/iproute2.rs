@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use xshell::Shell;
 
-use super::{checkpatch, Outcome, Status};
+use super::{checkpatch, Check, Outcome, Status};
 use crate::common::iproute2::*;
 use crate::common::project::Project;
 
@@ -22,7 +22,7 @@ pub fn check(
     fast: bool,
 ) -> Result<Vec<Outcome>> {
     let files = files(project)?;
-    let mut cp = Outcome::new("iproute2-checkpatch", Status::Pass);
+    let mut cp = Outcome::new(Check::Iproute2Checkpatch, Status::Pass);
     for f in &files {
         let text = std::fs::read_to_string(f)?;
         let name = f
@@ -43,12 +43,12 @@ pub fn check(
             .extend(checkpatch(kernel_wt, f, &name, &mut cp.status)?);
     }
     let build = match (arg.checkout(), fast) {
-        (None, _) => Outcome::skip("iproute2-build", no_checkout_reason()),
-        (Some(_), true) => Outcome::skip("iproute2-build", "--fast"),
+        (None, _) => Outcome::skip(Check::Iproute2Build, no_checkout_reason()),
+        (Some(_), true) => Outcome::skip(Check::Iproute2Build, "--fast"),
         (Some(c), false) => match build(sh, project, c) {
-            Ok(b) => Outcome::from_findings("iproute2-build", Status::Warn, b.warnings),
+            Ok(b) => Outcome::from_findings(Check::Iproute2Build, Status::Warn, b.warnings),
             Err(e) => {
-                let mut o = Outcome::new("iproute2-build", Status::Fail);
+                let mut o = Outcome::new(Check::Iproute2Build, Status::Fail);
                 o.details.push(format!("{e:#}"));
                 o
             }

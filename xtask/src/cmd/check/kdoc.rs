@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::{Ctx, Outcome, Status};
+use super::{Check, Ctx, Outcome, Status};
 use crate::common::util::without_lines;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -67,14 +67,14 @@ pub fn new_findings(before: &[String], after: &[String]) -> Vec<String> {
 /// kernel-doc -Wall: no new warnings.
 pub fn delta(ctx: &Ctx, before: &[String]) -> Result<Outcome> {
     if ctx.touched(&[".c", ".h"]).is_empty() {
-        return Ok(Outcome::new("kdoc", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Kdoc, Status::NotApplicable));
     }
     let after = run_kdoc(ctx)?;
     let new = new_findings(before, &after)
         .into_iter()
         .map(|l| format!("{}: {l}", ctx.name()))
         .collect();
-    Ok(Outcome::from_findings("kdoc", Status::Fail, new))
+    Ok(Outcome::from_findings(Check::Kdoc, Status::Fail, new))
 }
 
 /// `EXPORT_SYMBOL*(name)` on an added line: the name.
@@ -123,9 +123,13 @@ pub fn exported(ctx: &Ctx) -> Result<Outcome> {
         }
     }
     if !any {
-        return Ok(Outcome::new("export-doc", Status::NotApplicable));
+        return Ok(Outcome::new(Check::ExportDoc, Status::NotApplicable));
     }
-    Ok(Outcome::from_findings("export-doc", Status::Fail, findings))
+    Ok(Outcome::from_findings(
+        Check::ExportDoc,
+        Status::Fail,
+        findings,
+    ))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod build;
 pub(crate) mod checkpatch;
+mod checks;
 mod iproute2;
 mod kdoc;
 mod rust_build;
@@ -27,6 +28,7 @@ use crate::common::project::{Project, WORK_BRANCH};
 use crate::common::util::fmt_duration;
 
 use crate::common::diff::{self, FileDiff};
+pub use checks::Check;
 
 /// The check's version: bump when a check changes, so cached results are recomputed.
 /// It is part of every cache key (6: keys name the parent tree, config and pin).
@@ -98,34 +100,34 @@ impl Status {
 /// The result of one check on one patch (or on the series).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// Short column name.
-    pub check: String,
+    /// Which check (its name is the column).
+    pub check: Check,
     pub status: Status,
     /// One line per finding: `file:line: message`, or the reason of a skip.
     pub details: Vec<String>,
 }
 
 impl Outcome {
-    pub fn new(check: &str, status: Status) -> Outcome {
+    pub fn new(check: Check, status: Status) -> Outcome {
         Outcome {
-            check: check.to_string(),
+            check,
             status,
             details: Vec::new(),
         }
     }
 
-    pub fn skip(check: &str, reason: impl Into<String>) -> Outcome {
+    pub fn skip(check: Check, reason: impl Into<String>) -> Outcome {
         Outcome {
-            check: check.to_string(),
+            check,
             status: Status::Skip,
             details: vec![format!("skip: {}", reason.into())],
         }
     }
 
     /// Pass when there are no findings, `bad` otherwise.
-    pub fn from_findings(check: &str, bad: Status, details: Vec<String>) -> Outcome {
+    pub fn from_findings(check: Check, bad: Status, details: Vec<String>) -> Outcome {
         Outcome {
-            check: check.to_string(),
+            check,
             status: if details.is_empty() {
                 Status::Pass
             } else {
@@ -405,7 +407,7 @@ impl CheckArgs {
                     commit: c.id.clone(),
                     subject: c.subject.clone(),
                     cached: false,
-                    outcomes: vec![Outcome::skip("all", "not checked (--patch)")],
+                    outcomes: vec![Outcome::skip(Check::All, "not checked (--patch)")],
                     build_keys: Vec::new(),
                 },
                 None => {
@@ -457,7 +459,7 @@ impl CheckArgs {
             )?);
             match builder.as_mut() {
                 Some(b) => out.extend(b.series_builds(&ctx)?),
-                None => out.push(Outcome::skip("headers+selftests", "--fast")),
+                None => out.push(Outcome::skip(Check::HeadersSelftests, "--fast")),
             }
             out
         };
@@ -568,9 +570,9 @@ fn check_patch(
             b.clippy(&ctx)?
         }
         None => {
-            out.push(Outcome::skip("build", "--fast"));
-            out.push(Outcome::skip("sparse", "--fast"));
-            Outcome::skip("clippy", "--fast")
+            out.push(Outcome::skip(Check::Build, "--fast"));
+            out.push(Outcome::skip(Check::Sparse, "--fast"));
+            Outcome::skip(Check::Clippy, "--fast")
         }
     };
     out.push(kdoc::delta(&ctx, &kdoc_before)?);
@@ -615,7 +617,7 @@ pub fn parse_cache(text: &str) -> Option<(Vec<Outcome>, Vec<String>)> {
             keys.push(k.to_string());
         } else {
             let (check, status) = line.split_once('\t')?;
-            outcomes.push(Outcome::new(check, Status::parse(status)?));
+            outcomes.push(Outcome::new(Check::parse(check)?, Status::parse(status)?));
         }
     }
     (!outcomes.is_empty()).then_some((outcomes, keys))
@@ -627,9 +629,9 @@ mod tests {
 
     #[test]
     fn cache_round_trip() {
-        let mut a = Outcome::new("checkpatch", Status::Warn);
+        let mut a = Outcome::new(Check::Checkpatch, Status::Warn);
         a.details.push("x.c:3: WARNING: y".into());
-        let b = Outcome::skip("sparse", "too old");
+        let b = Outcome::skip(Check::Sparse, "too old");
         let keys = vec!["a.c: warning: unused".to_string()];
         let text = render_cache(&[a.clone(), b.clone()], &keys);
         let (o, k) = parse_cache(&text).unwrap();

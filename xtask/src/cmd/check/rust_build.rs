@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use xshell::Shell;
 
-use super::{Ctx, Outcome, Status};
+use super::{Check, Ctx, Outcome, Status};
 use crate::common::kbuild::clippy;
 use crate::common::kbuild::config;
 use crate::common::kbuild::{self, Make, Variant};
@@ -72,11 +72,11 @@ impl RustBuilder {
     pub fn check(&self, ctx: &Ctx) -> Result<Outcome> {
         let files = ctx.touched(&[".rs"]);
         if files.is_empty() {
-            return Ok(Outcome::new("clippy", Status::NotApplicable));
+            return Ok(Outcome::new(Check::Clippy, Status::NotApplicable));
         }
         self.configure()?;
         let conf = clippy::conf_dir(&[&self.wt, &self.project.tree])?;
-        let mut out = Outcome::new("clippy", Status::Pass);
+        let mut out = Outcome::new(Check::Clippy, Status::Pass);
         let mut log_text = String::new();
         for (i, dirs) in build_steps(&files).iter().enumerate() {
             let mut args = clippy::make_vars(&conf);

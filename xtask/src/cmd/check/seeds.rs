@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{CheckArgs, Outcome, Status};
+use super::{Check, CheckArgs, Outcome, Status};
 use crate::common::project::Project;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -48,9 +48,9 @@ pub struct Seed {
     pub subject: &'static str,
     pub signoff: bool,
     pub edits: &'static [Edit],
-    /// The check that must fail at this commit ("" for none: a commit that must
-    /// build again).
-    pub check: &'static str,
+    /// The check that must fail at this commit (None: a commit that must build
+    /// again).
+    pub check: Option<Check>,
     /// The file the finding must name with a line number.
     pub file: &'static str,
     /// Only the builds (not `--fast`) can see it.
@@ -68,7 +68,7 @@ pub const SEEDS: &[Seed] = &[
             anchor: "#include",
             text: "/* Seeded: this line ends in a space. */ \n",
         }],
-        check: "checkpatch",
+        check: Some(Check::Checkpatch),
         file: "drivers/infiniband/ulp/rdmabond/failover.c",
         needs_build: false,
     },
@@ -81,7 +81,7 @@ pub const SEEDS: &[Seed] = &[
             anchor: "#include",
             text: "/* Seeded: this patch has no Signed-off-by. */\n",
         }],
-        check: "signoff",
+        check: Some(Check::Signoff),
         file: "",
         needs_build: false,
     },
@@ -102,7 +102,7 @@ pub const SEEDS: &[Seed] = &[
                        EXPORT_SYMBOL_GPL(rdmabond_seed_undocumented);\n",
             },
         ],
-        check: "export-doc",
+        check: Some(Check::ExportDoc),
         file: "drivers/infiniband/ulp/rdmabond/api.c",
         needs_build: false,
     },
@@ -115,7 +115,7 @@ pub const SEEDS: &[Seed] = &[
             anchor: "#endif /* _LINUX_RDMABOND_H */",
             text: "static int rdmabond_seed_static(void)\n{\n\treturn 0;\n}\n\n",
         }],
-        check: "hdr-static",
+        check: Some(Check::HdrStatic),
         file: "include/linux/rdmabond.h",
         needs_build: false,
     },
@@ -128,7 +128,7 @@ pub const SEEDS: &[Seed] = &[
             anchor: "__IFLA_RDMABOND_PORT_MAX,",
             text: "\tIFLA_RDMABOND_PORT_SEED,\n",
         }],
-        check: "uapi",
+        check: Some(Check::Uapi),
         file: "include/uapi/linux/if_link.h",
         needs_build: false,
     },
@@ -148,7 +148,7 @@ pub const SEEDS: &[Seed] = &[
                 to: "int rdmabond_fill_link_info(struct sk_buff",
             },
         ],
-        check: "build",
+        check: Some(Check::Build),
         file: "drivers/infiniband/ulp/rdmabond/main.c",
         needs_build: true,
     },
@@ -161,7 +161,7 @@ pub const SEEDS: &[Seed] = &[
             from: "= rdmabond_fill_info,",
             to: "= rdmabond_fill_link_info,",
         }],
-        check: "",
+        check: None,
         file: "",
         needs_build: true,
     },
@@ -175,7 +175,7 @@ pub const SEEDS: &[Seed] = &[
             text: "/// Seeded: `x + 0` is clippy::identity_op.\n#[allow(dead_code)]\n\
                    fn seed_identity(x: u32) -> u32 {\n    x + 0\n}\n\n",
         }],
-        check: "clippy",
+        check: Some(Check::Clippy),
         file: "samples/rust/rust_rdmabond_monitor.rs",
         needs_build: true,
     },
@@ -195,7 +195,7 @@ pub const SEEDS: &[Seed] = &[
                 text: "\n__be16 rdmabond_seed_be16(u16 port)\n{\n\treturn port;\n}\n",
             },
         ],
-        check: "sparse",
+        check: Some(Check::Sparse),
         file: "drivers/infiniband/ulp/rdmabond/api.c",
         needs_build: true,
     },
@@ -317,11 +317,24 @@ pub fn run(args: &CheckArgs, sh: &Shell, project: &Project) -> Result<(usize, us
             .iter()
             .find(|r| r.index == index)
             .context("the gate skipped a seeded patch")?;
-        let verdict = if seed.check.is_empty() {
+        let verdict = if let Some(check) = seed.check {
+            report
+                .outcomes
+                .iter()
+                .chain(&eval.series)
+                .filter(|o| o.check == check)
+                .find_map(|o| caught(o, seed, index))
+                .ok_or_else(|| {
+                    format!(
+                        "not caught by {check} in patch {index} with {}:LINE",
+                        seed.file
+                    )
+                })
+        } else {
             let errors: Vec<&Outcome> = report
                 .outcomes
                 .iter()
-                .filter(|o| o.check == "build" && o.status == Status::Fail)
+                .filter(|o| o.check == Check::Build && o.status == Status::Fail)
                 .filter(|o| o.details.iter().any(|d| d.contains(": error:")))
                 .collect();
             if errors.is_empty() {
@@ -329,19 +342,6 @@ pub fn run(args: &CheckArgs, sh: &Shell, project: &Project) -> Result<(usize, us
             } else {
                 Err(format!("still does not build: {:?}", errors[0].details))
             }
-        } else {
-            report
-                .outcomes
-                .iter()
-                .chain(&eval.series)
-                .filter(|o| o.check == seed.check)
-                .find_map(|o| caught(o, seed, index))
-                .ok_or_else(|| {
-                    format!(
-                        "not caught by {} in patch {index} with {}:LINE",
-                        seed.check, seed.file
-                    )
-                })
         };
         match verdict {
             Ok(detail) => {
@@ -415,7 +415,7 @@ mod tests {
     #[test]
     fn caught_needs_fail_patch_and_line() {
         let seed = SEEDS[0];
-        let mut o = Outcome::new("checkpatch", Status::Fail);
+        let mut o = Outcome::new(Check::Checkpatch, Status::Fail);
         o.details.push(format!(
             "patch 16: ERROR: trailing whitespace at {}:12",
             seed.file
@@ -425,7 +425,7 @@ mod tests {
         let mut pass = o.clone();
         pass.status = Status::Pass;
         assert!(caught(&pass, &seed, 16).is_none());
-        let mut noline = Outcome::new("checkpatch", Status::Fail);
+        let mut noline = Outcome::new(Check::Checkpatch, Status::Fail);
         noline.details.push(format!("patch 16: {}", seed.file));
         assert!(caught(&noline, &seed, 16).is_none());
     }
@@ -433,7 +433,7 @@ mod tests {
     #[test]
     fn seeds_name_their_check_and_file() {
         for s in SEEDS {
-            assert!(s.check.is_empty() || !s.name.is_empty());
+            assert!(s.check.is_none() || !s.name.is_empty());
             for e in s.edits {
                 let f = match e {
                     Edit::After { file, .. }
@@ -444,5 +444,14 @@ mod tests {
             }
         }
         assert!(SEEDS.iter().any(|s| s.needs_build));
+    }
+
+    #[test]
+    fn every_seed_names_a_check_of_the_table() {
+        for s in SEEDS {
+            if let Some(c) = s.check {
+                assert!(Check::ORDER.contains(&c) && c != Check::All, "{}", s.name);
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use super::{Commit, Outcome, Status};
+use super::{Check, Commit, Outcome, Status};
 use crate::common::plan;
 use crate::common::project::Project;
 use crate::common::series::placeholders;
@@ -130,20 +130,20 @@ fn count(ctx: &SeriesCtx) -> Outcome {
     let n = ctx.commits.len();
     if n > MAX_PATCHES {
         Outcome::from_findings(
-            "count",
+            Check::Count,
             Status::Fail,
             vec![format!(
                 "series: {n} patches, netdev takes at most {MAX_PATCHES}"
             )],
         )
     } else {
-        Outcome::new("count", Status::Pass)
+        Outcome::new(Check::Count, Status::Pass)
     }
 }
 
 fn cover(ctx: &SeriesCtx) -> Outcome {
     if !ctx.is_series {
-        return Outcome::skip("cover", "an arbitrary --range has no cover letter");
+        return Outcome::skip(Check::Cover, "an arbitrary --range has no cover letter");
     }
     let dir = ctx.project.patches_dir();
     let mut findings = Vec::new();
@@ -175,17 +175,17 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
             ));
         }
     }
-    Outcome::from_findings("cover", Status::Fail, findings)
+    Outcome::from_findings(Check::Cover, Status::Fail, findings)
 }
 
 fn prefix(ctx: &SeriesCtx) -> Outcome {
     if !ctx.is_series {
-        return Outcome::skip("prefix", "an arbitrary --range has no send config");
+        return Outcome::skip(Check::Prefix, "an arbitrary --range has no send config");
     }
     match crate::common::series::send_conf::SendConfig::load(ctx.project) {
-        Err(e) => Outcome::from_findings("prefix", Status::Fail, vec![format!("{e:#}")]),
+        Err(e) => Outcome::from_findings(Check::Prefix, Status::Fail, vec![format!("{e:#}")]),
         Ok(c) => Outcome::from_findings(
-            "prefix",
+            Check::Prefix,
             Status::Fail,
             c.parts
                 .iter()
@@ -209,7 +209,7 @@ fn prefix(ctx: &SeriesCtx) -> Outcome {
 fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
     if !ctx.is_series {
         return Ok(Outcome::skip(
-            "plan",
+            Check::Plan,
             "an arbitrary --range has no merge plan",
         ));
     }
@@ -217,7 +217,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         Ok(c) => c,
         Err(e) => {
             return Ok(Outcome::from_findings(
-                "plan",
+                Check::Plan,
                 Status::Fail,
                 vec![format!("{e:#}")],
             ))
@@ -270,9 +270,9 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
     }
     Ok(if !fails.is_empty() {
         fails.extend(warns);
-        Outcome::from_findings("plan", Status::Fail, fails)
+        Outcome::from_findings(Check::Plan, Status::Fail, fails)
     } else {
-        Outcome::from_findings("plan", Status::Warn, warns)
+        Outcome::from_findings(Check::Plan, Status::Warn, warns)
     })
 }
 
@@ -280,7 +280,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
 fn maintainers(ctx: &SeriesCtx) -> Result<Outcome> {
     let added = ctx.changed("A")?;
     if added.is_empty() {
-        return Ok(Outcome::new("maintainers", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Maintainers, Status::NotApplicable));
     }
     let mut findings = Vec::new();
     for f in &added {
@@ -301,7 +301,7 @@ fn maintainers(ctx: &SeriesCtx) -> Result<Outcome> {
         }
     }
     Ok(Outcome::from_findings(
-        "maintainers",
+        Check::Maintainers,
         Status::Fail,
         findings,
     ))
@@ -332,7 +332,7 @@ fn selftests(ctx: &SeriesCtx) -> Result<Outcome> {
         .filter(|f| f.starts_with("tools/testing/selftests/"))
         .collect();
     if dirs.is_empty() && touched.is_empty() {
-        return Ok(Outcome::new("selftest-list", Status::NotApplicable));
+        return Ok(Outcome::new(Check::SelftestList, Status::NotApplicable));
     }
     let added = ctx.changed("A")?;
     let mut findings = Vec::new();
@@ -391,7 +391,7 @@ fn selftests(ctx: &SeriesCtx) -> Result<Outcome> {
         }
     }
     Ok(Outcome::from_findings(
-        "selftest-list",
+        Check::SelftestList,
         Status::Fail,
         findings,
     ))
@@ -405,7 +405,7 @@ fn ynl(ctx: &SeriesCtx) -> Result<Outcome> {
         .filter(|f| f.starts_with("Documentation/netlink/specs/") && f.ends_with(".yaml"))
         .collect();
     if specs.is_empty() {
-        return Ok(Outcome::new("ynl", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Ynl, Status::NotApplicable));
     }
     let cli = ctx.wt.join("tools/net/ynl/pyynl/cli.py");
     let mut findings = Vec::new();
@@ -431,7 +431,7 @@ fn ynl(ctx: &SeriesCtx) -> Result<Outcome> {
             ));
         }
     }
-    Ok(Outcome::from_findings("ynl", Status::Fail, findings))
+    Ok(Outcome::from_findings(Check::Ynl, Status::Fail, findings))
 }
 
 /// The series checks that need no build.

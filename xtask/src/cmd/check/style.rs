@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use xshell::cmd;
 
 use super::kdoc::new_findings;
-use super::{Ctx, FileDiff, Outcome, Status};
+use super::{Check, Ctx, FileDiff, Outcome, Status};
 
 /// The code part of a C line: no `//` comment, no string literals, no `/* */` on it.
 pub fn code_part(line: &str) -> String {
@@ -100,7 +100,7 @@ pub fn static_not_inline(code: &str, next: &str) -> bool {
 
 fn per_line(
     ctx: &Ctx,
-    check: &str,
+    check: Check,
     bad: Status,
     want: impl Fn(&FileDiff) -> bool,
     rule: impl Fn(&str, &str) -> Option<String>,
@@ -150,15 +150,15 @@ pub fn run(ctx: &Ctx) -> Vec<Outcome> {
     let is_h = |f: &FileDiff| f.path.ends_with(".h") && !f.path.contains("/uapi/");
     let is_ch = |f: &FileDiff| f.path.ends_with(".c") || f.path.ends_with(".h");
     vec![
-        per_line(ctx, "inline", Status::Fail, is_c, |code, _| {
+        per_line(ctx, Check::Inline, Status::Fail, is_c, |code, _| {
             has_word(code, "inline")
                 .then(|| "new `inline` in a .c file: let the compiler decide".to_string())
         }),
-        per_line(ctx, "hdr-static", Status::Fail, is_h, |code, next| {
+        per_line(ctx, Check::HdrStatic, Status::Fail, is_h, |code, next| {
             static_not_inline(code, next)
                 .then(|| "static function in a header is not `static inline`".to_string())
         }),
-        per_line(ctx, "deprecated", Status::Fail, is_ch, |code, _| {
+        per_line(ctx, Check::Deprecated, Status::Fail, is_ch, |code, _| {
             DEPRECATED
                 .iter()
                 .find(|(name, _)| calls(code, name))
@@ -175,9 +175,9 @@ pub fn signoff(ctx: &Ctx) -> Result<Outcome> {
         .quiet()
         .read()?;
     Ok(match signoff_problem(&text) {
-        None => Outcome::new("signoff", Status::Pass),
+        None => Outcome::new(Check::Signoff, Status::Pass),
         Some(msg) => Outcome::from_findings(
-            "signoff",
+            Check::Signoff,
             Status::Fail,
             vec![format!("{}: {msg}", ctx.name())],
         ),
@@ -273,13 +273,16 @@ pub fn lints(ctx: &Ctx) -> Result<Lints> {
 pub fn lints_delta(ctx: &Ctx, before: &Lints) -> Result<Vec<Outcome>> {
     let after = lints(ctx)?;
     let mut out = Vec::new();
-    for tool in ["shellcheck", "yamllint"] {
+    for (tool, check) in [
+        ("shellcheck", Check::Shellcheck),
+        ("yamllint", Check::Yamllint),
+    ] {
         let Some(now) = after.get(tool) else {
-            out.push(Outcome::new(tool, Status::NotApplicable));
+            out.push(Outcome::new(check, Status::NotApplicable));
             continue;
         };
         if crate::common::util::which(tool).is_none() {
-            out.push(Outcome::skip(tool, format!("{tool} is not installed")));
+            out.push(Outcome::skip(check, format!("{tool} is not installed")));
             continue;
         }
         let new = new_findings(before.get(tool).map_or(&[][..], |v| v), now);
@@ -292,7 +295,7 @@ pub fn lints_delta(ctx: &Ctx, before: &Lints) -> Result<Vec<Outcome>> {
             .into_iter()
             .map(|l| format!("{}: {l}", ctx.name()))
             .collect();
-        out.push(Outcome::from_findings(tool, status, new));
+        out.push(Outcome::from_findings(check, status, new));
     }
     Ok(out)
 }
@@ -301,7 +304,7 @@ pub fn lints_delta(ctx: &Ctx, before: &Lints) -> Result<Vec<Outcome>> {
 pub fn rust(ctx: &Ctx) -> Result<Outcome> {
     let files = ctx.touched(&[".rs"]);
     if files.is_empty() {
-        return Ok(Outcome::new("rust", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Rust, Status::NotApplicable));
     }
     let rustfmt = ["/usr/bin/rustfmt"]
         .iter()
@@ -309,7 +312,7 @@ pub fn rust(ctx: &Ctx) -> Result<Outcome> {
         .find(|p| p.is_file())
         .or_else(|| crate::common::util::which("rustfmt"));
     let Some(rustfmt) = rustfmt else {
-        return Ok(Outcome::skip("rust", "rustfmt is not installed"));
+        return Ok(Outcome::skip(Check::Rust, "rustfmt is not installed"));
     };
     // The kernel's .rustfmt.toml: the worktree has none (the base commit does not
     // track the tarball's dotfiles), the main tree has.
@@ -340,7 +343,7 @@ pub fn rust(ctx: &Ctx) -> Result<Outcome> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let mut o = Outcome::from_findings("rust", Status::Fail, findings);
+    let mut o = Outcome::from_findings(Check::Rust, Status::Fail, findings);
     if o.status == Status::Pass {
         o.details.push(format!(
             "{}: rustfmt clean (CLIPPY=1 is the clippy column)",

@@ -1,17 +1,20 @@
 //! The patch x check table and the details of every finding.
 
-use super::{Outcome, PatchReport, Status};
+use super::{Check, Outcome, PatchReport, Status};
 
 /// Renders the table, the series line, and the details of warnings, failures and skips.
 pub fn render(reports: &[PatchReport], series: &[Outcome]) -> String {
-    let mut cols: Vec<String> = Vec::new();
-    for r in reports {
-        for o in &r.outcomes {
-            if o.check != "all" && !cols.contains(&o.check) {
-                cols.push(o.check.clone());
-            }
-        }
-    }
+    // The columns: the checks the reports have, in the one order of the checks.
+    let cols: Vec<Check> = Check::ORDER
+        .into_iter()
+        .filter(|c| *c != Check::All)
+        .filter(|c| {
+            reports
+                .iter()
+                .flat_map(|r| &r.outcomes)
+                .any(|o| o.check == *c)
+        })
+        .collect();
     let mut s = String::new();
     let subject_w = 34;
     s.push_str(&format!(
@@ -19,7 +22,7 @@ pub fn render(reports: &[PatchReport], series: &[Outcome]) -> String {
         "#", "commit", "patch"
     ));
     for c in &cols {
-        s.push_str(&format!(" {:>w$}", c, w = c.len().max(4)));
+        s.push_str(&format!(" {:>w$}", c.name(), w = c.name().len().max(4)));
     }
     s.push('\n');
     for r in reports {
@@ -38,15 +41,18 @@ pub fn render(reports: &[PatchReport], series: &[Outcome]) -> String {
             let cell = r
                 .outcomes
                 .iter()
-                .find(|o| &o.check == c)
-                .or_else(|| r.outcomes.iter().find(|o| o.check == "all"))
+                .find(|o| o.check == *c)
+                .or_else(|| r.outcomes.iter().find(|o| o.check == Check::All))
                 .map_or("?", |o| o.status.word());
-            s.push_str(&format!(" {:>w$}", cell, w = c.len().max(4)));
+            s.push_str(&format!(" {:>w$}", cell, w = c.name().len().max(4)));
         }
         s.push('\n');
     }
     if !series.is_empty() {
-        let cells: Vec<String> = series
+        // The series line, in the same order (a stable sort: the gate runs them so).
+        let mut line: Vec<&Outcome> = series.iter().collect();
+        line.sort_by_key(|o| o.check.position());
+        let cells: Vec<String> = line
             .iter()
             .map(|o| format!("{} {}", o.check, o.status.word()))
             .collect();
@@ -88,7 +94,7 @@ mod tests {
 
     #[test]
     fn table_has_rows_columns_and_details() {
-        let mut bad = Outcome::new("build", Status::Fail);
+        let mut bad = Outcome::new(Check::Build, Status::Fail);
         bad.details.push("patch 2: a.c:3: error: x".into());
         let reports = vec![
             PatchReport {
@@ -97,8 +103,8 @@ mod tests {
                 subject: "net: a very long subject that will be cut somewhere".into(),
                 cached: true,
                 outcomes: vec![
-                    Outcome::new("checkpatch", Status::Pass),
-                    Outcome::new("build", Status::Pass),
+                    Outcome::new(Check::Checkpatch, Status::Pass),
+                    Outcome::new(Check::Build, Status::Pass),
                 ],
                 build_keys: vec![],
             },
@@ -107,11 +113,11 @@ mod tests {
                 commit: "b".into(),
                 subject: "net: b".into(),
                 cached: false,
-                outcomes: vec![Outcome::new("checkpatch", Status::Warn), bad],
+                outcomes: vec![Outcome::new(Check::Checkpatch, Status::Warn), bad],
                 build_keys: vec![],
             },
         ];
-        let t = render(&reports, &[Outcome::new("count", Status::Pass)]);
+        let t = render(&reports, &[Outcome::new(Check::Count, Status::Pass)]);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("checkpatch") && lines[0].contains("build"));
         assert!(lines[1].starts_with(" 1*"));

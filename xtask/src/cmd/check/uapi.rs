@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use xshell::cmd;
 
 use super::series::SeriesCtx;
-use super::{Ctx, Outcome, Status};
+use super::{Check, Ctx, Outcome, Status};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -93,7 +93,7 @@ pub fn enums_at(ctx: &Ctx) -> Result<Option<Enums>> {
 /// Per patch: enums of if_link.h are only appended to.
 pub fn append_only(ctx: &Ctx, before: Option<Enums>) -> Result<Outcome> {
     let Some(before) = before else {
-        return Ok(Outcome::new("uapi-enum", Status::NotApplicable));
+        return Ok(Outcome::new(Check::UapiEnum, Status::NotApplicable));
     };
     let after = header_enums(&ctx.wt, HEADER)?;
     let text = std::fs::read_to_string(ctx.wt.join(HEADER)).unwrap_or_default();
@@ -108,7 +108,11 @@ pub fn append_only(ctx: &Ctx, before: Option<Enums>) -> Result<Outcome> {
             )
         })
         .collect();
-    Ok(Outcome::from_findings("uapi-enum", Status::Fail, findings))
+    Ok(Outcome::from_findings(
+        Check::UapiEnum,
+        Status::Fail,
+        findings,
+    ))
 }
 
 /// The first line (1-based) where `name` appears as a word.
@@ -207,11 +211,11 @@ pub fn series_check(ctx: &SeriesCtx) -> Result<Outcome> {
         .iter()
         .any(|f| changed.iter().any(|c| c == f))
     {
-        return Ok(Outcome::new("uapi", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Uapi, Status::NotApplicable));
     }
     let header = header_enums(ctx.wt, HEADER)?;
     if attrs(&header).next().is_none() {
-        return Ok(Outcome::new("uapi", Status::NotApplicable));
+        return Ok(Outcome::new(Check::Uapi, Status::NotApplicable));
     }
     let spec = spec_attrs(&ctx.wt.join(SPEC))?;
     let policy = std::fs::read_to_string(ctx.wt.join(POLICY)).unwrap_or_default();
@@ -223,7 +227,7 @@ pub fn series_check(ctx: &SeriesCtx) -> Result<Outcome> {
             format!("{}: {HEADER}{line}: {msg}", patch_adding(ctx, &name))
         })
         .collect();
-    Ok(Outcome::from_findings("uapi", Status::Fail, findings))
+    Ok(Outcome::from_findings(Check::Uapi, Status::Fail, findings))
 }
 
 /// The patch that first adds `needle` to the header (`git log -S`).
