@@ -543,7 +543,8 @@ pub fn run(o: &Options) -> Result<Report> {
             "ipv4"
         } else {
             "ipv6"
-        },
+        }
+        .to_string(),
         connections: o.connections,
         messages,
         sent: c.sent,

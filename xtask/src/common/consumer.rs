@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use rdmabond_report::{spread_problem, Report};
 use serde_json::Value;
 
 use crate::common::kbuild::Built;
@@ -118,64 +119,15 @@ fn skip_case(name: &str, why: &str) -> Case {
     }
 }
 
-fn num(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(u64::MAX)
-}
-
-/// The attempts each reconnection on ADDR_CHANGE took, from a report.
-fn change_attempts(r: &Value) -> Vec<u64> {
-    r["change_attempts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| n.as_u64().unwrap_or(u64::MAX))
-        .collect()
-}
-
 /// The kernel tells consumers only once a moved address is usable: every
 /// reconnection on ADDR_CHANGE must connect at its first attempt.
-fn first_attempts_ok(attempts: &[u64]) -> bool {
+fn first_attempts_ok(attempts: &[u32]) -> bool {
     attempts.iter().all(|&n| n == 1)
 }
 
-/// Connections per port even among healthy ports: none on unhealthy ones, the
-/// healthy ones within one of each other, `total` in all.
-pub fn spread_problem(snapshot: &Value, total: u64) -> Option<String> {
-    let Some(ports) = snapshot.get("ports").and_then(Value::as_object) else {
-        return Some("no ports in the snapshot".into());
-    };
-    let mut sum = 0;
-    let mut healthy = Vec::new();
-    for (name, p) in ports {
-        let n = p.get("connections").and_then(Value::as_u64).unwrap_or(0);
-        sum += n;
-        if p.get("healthy").and_then(Value::as_bool) == Some(true) {
-            healthy.push(n);
-        } else if n > 0 {
-            return Some(format!("{n} connection(s) on unhealthy port {name}"));
-        }
-    }
-    if sum != total {
-        return Some(format!("{sum} of {total} connections on the group's ports"));
-    }
-    match (healthy.iter().min(), healthy.iter().max()) {
-        (Some(lo), Some(hi)) if hi - lo > 1 => Some(format!(
-            "uneven: {}",
-            ports
-                .iter()
-                .map(|(n, p)| format!("{n}={}", p["connections"]))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )),
-        (None, _) => Some("no healthy port".into()),
-        _ => None,
-    }
-}
-
-fn ms(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_f64)
-        .map_or("never".into(), |m| format!("{m:.1}"))
+/// A milestone's milliseconds, or `never`.
+fn ms(v: Option<f64>) -> String {
+    v.map_or("never".into(), |m| format!("{m:.1}"))
 }
 
 /// Parses the guest output into cases and the timing table, and saves the
@@ -218,18 +170,18 @@ fn table_header() -> String {
 
 /// Cases and table rows of one report.
 fn report_cases(
-    r: &Value,
+    r: &Report,
     cases: &mut Vec<Case>,
     table: &mut Vec<String>,
     summary: &mut Vec<String>,
 ) {
-    let family = r["family"].as_str().unwrap_or("ipv4");
+    let family = r.family.as_str();
     let name = |what: &str| format!("({family}) {what}");
-    let (messages, lost, dup) = (num(r, "messages"), num(r, "lost"), num(r, "duplicated"));
+    let (messages, lost, dup) = (r.messages, r.lost, r.duplicated);
     cases.push(case(
         &name("messages delivered"),
-        messages > 0 && num(r, "delivered") == messages,
-        Some(format!("{} of {messages} delivered", num(r, "delivered"))),
+        messages > 0 && r.delivered == messages,
+        Some(format!("{} of {messages} delivered", r.delivered)),
     ));
     cases.push(case(
         &name("no message lost"),
@@ -241,7 +193,7 @@ fn report_cases(
         dup == 0,
         Some(format!("{dup} duplicated")),
     ));
-    let attempts = change_attempts(r);
+    let attempts = &r.change_attempts;
     let first = name("reconnects on ADDR_CHANGE work at the first attempt");
     cases.push(if attempts.is_empty() {
         // A connection that fails first reconnects on the error, before
@@ -253,34 +205,40 @@ fn report_cases(
     } else {
         case(
             &first,
-            first_attempts_ok(&attempts),
+            first_attempts_ok(attempts),
             Some(format!("attempts per reconnection: {attempts:?}")),
         )
     });
-    let total = num(r, "connections");
-    for s in r["snapshots"].as_array().into_iter().flatten() {
-        let label = s["label"].as_str().unwrap_or("?");
-        let p = spread_problem(s, total);
+    for s in &r.snapshots {
+        // The one spread check, rbc's own (its verdict is also in `s.uneven`).
+        let p = spread_problem(&s.ports, r.connections);
         cases.push(case(
-            &name(&format!("connections even among healthy ports ({label})")),
+            &name(&format!(
+                "connections even among healthy ports ({})",
+                s.label
+            )),
             p.is_none(),
             p,
         ));
     }
-    let timings = r["timings"].as_array().cloned().unwrap_or_default();
-    if timings.is_empty() {
+    if r.timings.is_empty() {
         cases.push(case(
             &name("faults timed"),
             false,
             Some("no fault in the report".into()),
         ));
     }
-    for t in &timings {
-        let event = t["name"].as_str().unwrap_or("?");
-        let missing: Vec<&str> = ["addr_move_ms", "addr_change_ms", "traffic_ms"]
-            .into_iter()
-            .filter(|k| t[*k].as_f64().is_none())
-            .collect();
+    for t in &r.timings {
+        let event = t.name.as_str();
+        let missing: Vec<&str> = [
+            ("addr_move_ms", t.addr_move_ms),
+            ("addr_change_ms", t.addr_change_ms),
+            ("traffic_ms", t.traffic_ms),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k)
+        .collect();
         cases.push(case(
             &name(&format!(
                 "{event}: address moved, ADDR_CHANGE, traffic again"
@@ -288,45 +246,41 @@ fn report_cases(
             missing.is_empty(),
             Some(format!("never saw {}", missing.join(", "))),
         ));
+        let disrupted: Vec<String> = t.disrupted.iter().map(u32::to_string).collect();
         table.push(format!(
-            "{:<15} {:>8.3} {:>14} {:>16} {:>12}  {}",
+            "{:<15} {:>8.3} {:>14} {:>16} {:>12}  [{}]",
             format!("{family} {event}"),
-            t["at"].as_f64().unwrap_or(0.0),
-            ms(t, "addr_move_ms"),
-            ms(t, "addr_change_ms"),
-            ms(t, "traffic_ms"),
-            t["disrupted"]
+            t.at,
+            ms(t.addr_move_ms),
+            ms(t.addr_change_ms),
+            ms(t.traffic_ms),
+            disrupted.join(",")
         ));
     }
     summary.push(format!(
         "{family}: messages {messages}, delivered {}, lost {lost}, duplicated {dup}, resent {} (dropped as resent {}), reconnects {}",
-        num(r, "delivered"),
-        num(r, "resent"),
-        num(r, "resent_dups_dropped"),
-        num(r, "reconnects")
+        r.delivered,
+        r.resent,
+        r.resent_dups_dropped,
+        r.reconnects
     ));
     summary.push(format!(
         "{family}: reconnects on ADDR_CHANGE {}, at the first attempt {}",
         attempts.len(),
         attempts.iter().filter(|&&n| n == 1).count()
     ));
-    for s in r["snapshots"].as_array().into_iter().flatten() {
-        let ports: Vec<String> = s["ports"]
-            .as_object()
-            .into_iter()
-            .flatten()
+    for s in &r.snapshots {
+        let ports: Vec<String> = s
+            .ports
+            .iter()
             .map(|(n, p)| {
-                let h = if p["healthy"] == Value::Bool(true) {
-                    ""
-                } else {
-                    " (down)"
-                };
-                format!("{n}={}{h}", p["connections"])
+                let h = if p.healthy { "" } else { " (down)" };
+                format!("{n}={}{h}", p.connections)
             })
             .collect();
         summary.push(format!(
             "{family}: connections {:<16} {}",
-            s["label"].as_str().unwrap_or("?"),
+            s.label,
             ports.join(" ")
         ));
     }
@@ -347,14 +301,20 @@ pub fn parse(lines: &[(f64, String)]) -> Results {
         } else if let Some(stage) = l.strip_prefix(RELISTEN) {
             relistened.push(stage.trim().to_string());
         } else if let Some(json) = l.strip_prefix(REPORT) {
-            match serde_json::from_str::<Value>(json) {
-                Ok(v) => reports.push(v),
+            // Typed: a missing or mistyped key is an error naming it. The text is
+            // kept as rbc wrote it, for the saved report.
+            let typed = serde_json::from_str::<Value>(json).and_then(|v| {
+                let r = serde_json::from_value::<Report>(v.clone())?;
+                Ok((r, v))
+            });
+            match typed {
+                Ok(r) => reports.push(r),
                 Err(e) => cases.push(case("report", false, Some(format!("bad report JSON: {e}")))),
             }
         }
     }
     for f in FAMILIES {
-        let seen = reports.iter().any(|r| r["family"].as_str() == Some(f));
+        let seen = reports.iter().any(|(r, _)| r.family == *f);
         cases.push(case(
             &format!("({f}) report"),
             seen,
@@ -375,21 +335,15 @@ pub fn parse(lines: &[(f64, String)]) -> Results {
     }
     let mut table = vec![table_header()];
     let mut summary = Vec::new();
-    for r in &reports {
+    for (r, _) in &reports {
         report_cases(r, &mut cases, &mut table, &mut summary);
     }
     if reports.is_empty() {
         table.clear();
     }
     table.extend(summary);
-    let report = (!reports.is_empty()).then(|| {
-        Value::Object(
-            reports
-                .into_iter()
-                .map(|r| (r["family"].as_str().unwrap_or("ipv4").to_string(), r))
-                .collect(),
-        )
-    });
+    let report = (!reports.is_empty())
+        .then(|| Value::Object(reports.into_iter().map(|(r, v)| (r.family, v)).collect()));
     Results {
         cases,
         table,
@@ -409,15 +363,21 @@ pub fn save(project: &Project, report: &Value) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdmabond_report::PortCount;
+    use std::collections::BTreeMap;
 
-    const REPORT_JSON: &str = r#"{"family":"ipv4","connections":4,"messages":100,"delivered":100,"lost":0,
-        "duplicated":0,"resent":3,"resent_dups_dropped":1,"reconnects":4,"change_attempts":[1,1,2],
+    // Every key of the schema (rdmabond_report::Report): a missing one is an error.
+    const REPORT_JSON: &str = r#"{"group":"rb0","family":"ipv4","connections":4,"messages":100,"sent":103,
+        "resent":3,"acked":100,"delivered":100,"lost":0,
+        "duplicated":0,"resent_dups_dropped":1,"reconnects":4,"change_attempts":[1,1,2],
+        "server":{"delivered":100,"resent_dups":1,"duplicated":0,"gaps":0},
         "snapshots":[
-          {"label":"before failover","ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":2}}},
-          {"label":"before failback","ports":{"a0":{"healthy":false,"connections":0},"a1":{"healthy":true,"connections":4}}},
-          {"label":"end","ports":{"a0":{"healthy":true,"connections":1},"a1":{"healthy":true,"connections":3}}}],
+          {"label":"before failover","t":1.0,"elsewhere":0,"uneven":null,"ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":2}}},
+          {"label":"before failback","t":5.0,"elsewhere":0,"uneven":null,"ports":{"a0":{"healthy":false,"connections":0},"a1":{"healthy":true,"connections":4}}},
+          {"label":"end","t":9.0,"elsewhere":0,"uneven":"uneven","ports":{"a0":{"healthy":true,"connections":1},"a1":{"healthy":true,"connections":3}}}],
         "timings":[{"name":"failover","at":3.0,"addr_move_ms":1.5,"addr_change_ms":2.5,"traffic_ms":80.0,"disrupted":[0,2]},
-                   {"name":"failback","at":8.0,"addr_move_ms":510.0,"addr_change_ms":null,"traffic_ms":null,"disrupted":[]}]}"#;
+                   {"name":"failback","at":8.0,"addr_move_ms":510.0,"addr_change_ms":null,"traffic_ms":null,"disrupted":[]}],
+        "events":[],"ok":false,"problems":[]}"#;
 
     fn lines(text: &str) -> Vec<(f64, String)> {
         text.lines().map(|l| (0.0, l.to_string())).collect()
@@ -461,9 +421,8 @@ mod tests {
     fn first_attempts() {
         assert!(first_attempts_ok(&[1, 1, 1]));
         assert!(!first_attempts_ok(&[1, 2]));
-        let r: Value = serde_json::from_str(r#"{"change_attempts":[1,3]}"#).unwrap();
-        assert_eq!(change_attempts(&r), [1, 3]);
-        assert!(change_attempts(&Value::Null).is_empty());
+        // (The report is typed: `change_attempts` is a field, and a report without
+        // it is a bad report; see report_must_be_complete.)
         // No reconnection waited for ADDR_CHANGE: counted as a skip, with why.
         let json: String = REPORT_JSON
             .replace("[1,1,2]", "[]")
@@ -529,17 +488,38 @@ mod tests {
 
     #[test]
     fn spread_rules() {
-        let v: Value = serde_json::from_str(
-            r#"{"ports":{"a0":{"healthy":false,"connections":1},"a1":{"healthy":true,"connections":3}}}"#,
+        let v: BTreeMap<String, PortCount> = serde_json::from_str(
+            r#"{"a0":{"healthy":false,"connections":1},"a1":{"healthy":true,"connections":3}}"#,
         )
         .unwrap();
         assert!(spread_problem(&v, 4).unwrap().contains("unhealthy"));
-        let v: Value = serde_json::from_str(
-            r#"{"ports":{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":1}}}"#,
+        let v: BTreeMap<String, PortCount> = serde_json::from_str(
+            r#"{"a0":{"healthy":true,"connections":2},"a1":{"healthy":true,"connections":1}}"#,
         )
         .unwrap();
         assert_eq!(spread_problem(&v, 3), None);
         assert!(spread_problem(&v, 4).unwrap().contains("3 of 4"));
+    }
+
+    #[test]
+    fn report_must_be_complete() {
+        // A key missing is a bad report that names it, not a u64::MAX.
+        let json: String = REPORT_JSON
+            .replace(r#""lost":0,"#, "")
+            .split_whitespace()
+            .collect();
+        let r = parse(&lines(&format!("{REPORT}{json}\n")));
+        let bad = r
+            .cases
+            .iter()
+            .find(|c| c.name == "consumer: report")
+            .unwrap();
+        assert_eq!(bad.outcome, Outcome::Fail);
+        assert!(bad
+            .directive
+            .as_deref()
+            .unwrap()
+            .contains("missing field `lost`"));
     }
 
     #[test]
