@@ -250,6 +250,50 @@ pub fn render(cases: &[Case], indent: usize, out: &mut Vec<String>) {
     }
 }
 
+/// The built-in KUnit suites, which run at boot and print KTAP to the kernel console:
+/// their results as cases named `kunit: SUITE`, timed by the printk timestamps.
+pub fn kunit_cases(console: &str) -> Vec<Case> {
+    let mut lines = Vec::new();
+    let mut started = false;
+    for raw in console.lines() {
+        let raw = raw.trim_end_matches('\r');
+        let (t, text) = match raw.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            Some((ts, rest)) => match ts.trim().parse::<f64>() {
+                Ok(t) => (t, rest),
+                Err(_) => continue,
+            },
+            None => continue,
+        };
+        if !started {
+            // KUnit's stream starts with its own version line and plan.
+            if text.trim() != "KTAP version 1" {
+                continue;
+            }
+            started = true;
+        }
+        let trimmed = text.trim_start();
+        let ktap = trimmed.starts_with("KTAP version")
+            || trimmed.starts_with("ok ")
+            || trimmed.starts_with("not ok ")
+            || trimmed.starts_with("# ")
+            || trimmed.split_once("..").is_some_and(|(a, b)| {
+                a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
+            });
+        if ktap {
+            lines.push((t, text.to_string()));
+        }
+    }
+    let report = parse(lines.iter().map(|(t, l)| (*t, l.as_str())));
+    report
+        .cases
+        .into_iter()
+        .map(|mut c| {
+            c.name = format!("kunit: {}", c.name);
+            c
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +432,32 @@ not ok 1 rdmabond
             "FAIL drivers/net/rdmabond: topology.sh (7.0s)  # exit=1"
         );
         assert_eq!(out[1], "    ok   rping a0 -> b0 (4.0s)");
+    }
+
+    #[test]
+    fn kunit_results_come_from_the_console() {
+        let console = "[    0.500000] Run /init as init process\n\
+            [    1.000000] KTAP version 1\n\
+            [    1.000001] 1..1\n\
+            [    1.000002]     KTAP version 1\n\
+            [    1.000003]     # Subtest: rust_rdmabond\n\
+            [    1.000004]     # speed: normal\n\
+            [    1.000005]     1..2\n\
+            [    1.100000] virtio_net virtio0: something else\n\
+            [    1.200000]     ok 1 rust_rdmabond_event_kind\n\
+            [    1.300000]     not ok 2 rust_rdmabond_address_format\n\
+            [    1.400000] # rust_rdmabond: pass:1 fail:1 skip:0 total:2\n\
+            [    1.400001] not ok 1 rust_rdmabond\n";
+        let cases = kunit_cases(console);
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].name, "kunit: rust_rdmabond");
+        assert_eq!(cases[0].outcome, Outcome::Fail);
+        assert_eq!(cases[0].subtests.len(), 2);
+        assert_eq!(cases[0].subtests[1].outcome, Outcome::Fail);
+        let mut counts = Counts::default();
+        counts.add_case(&cases[0]);
+        assert_eq!((counts.passed, counts.failed), (1, 1));
+        // No KUnit output: no cases.
+        assert!(kunit_cases("[    0.1] Linux version 7.3.4\n").is_empty());
     }
 }

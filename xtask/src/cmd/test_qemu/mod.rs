@@ -9,7 +9,7 @@ use xshell::Shell;
 use crate::common::base;
 use crate::common::consumer;
 use crate::common::deps;
-use crate::common::kbuild::{self, Built, Variant};
+use crate::common::kbuild::{self, config, Built, Variant};
 use crate::common::kmemleak;
 use crate::common::ktap::{self, Case, Counts, Outcome};
 use crate::common::project::Project;
@@ -149,8 +149,14 @@ impl<'a> Stage<'a> {
         if let Some(reason) = &report.bail_out {
             eprintln!("the guest bailed out: {reason}");
         }
-        let console = std::fs::read_to_string(&outcome.vm.console_log).unwrap_or_default();
-        cases.extend(kunit_cases(&console));
+        // KUnit's KTAP from the console as it came (not re-read from console.log).
+        let kunit = ktap::kunit_cases(&outcome.vm.console);
+        let dotconfig = std::fs::read_to_string(built.dir.join(".config")).unwrap_or_default();
+        cases.extend(missing_kunit_suites(
+            &config::parse_dotconfig(&dotconfig),
+            &kunit,
+        ));
+        cases.extend(kunit);
         cases.extend(outcome.kernel_log_cases());
         cases.extend(kmemleak_cases(&outcome.vm.lines));
         for c in &mut cases {
@@ -391,46 +397,41 @@ pub fn boot_leaks(lines: &[(f64, String)]) -> Vec<String> {
         .collect()
 }
 
-/// The built-in KUnit suites, which run at boot and print KTAP to the kernel console:
-/// their results as cases named `kunit: SUITE`, timed by the printk timestamps.
-pub fn kunit_cases(console: &str) -> Vec<Case> {
-    let mut lines = Vec::new();
-    let mut started = false;
-    for raw in console.lines() {
-        let raw = raw.trim_end_matches('\r');
-        let (t, text) = match raw.strip_prefix('[').and_then(|r| r.split_once("] ")) {
-            Some((ts, rest)) => match ts.trim().parse::<f64>() {
-                Ok(t) => (t, rest),
-                Err(_) => continue,
-            },
-            None => continue,
-        };
-        if !started {
-            // KUnit's stream starts with its own version line and plan.
-            if text.trim() != "KTAP version 1" {
-                continue;
-            }
-            started = true;
-        }
-        let trimmed = text.trim_start();
-        let ktap = trimmed.starts_with("KTAP version")
-            || trimmed.starts_with("ok ")
-            || trimmed.starts_with("not ok ")
-            || trimmed.starts_with("# ")
-            || trimmed.split_once("..").is_some_and(|(a, b)| {
-                a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
-            });
-        if ktap {
-            lines.push((t, text.to_string()));
-        }
-    }
-    let report = ktap::parse(lines.iter().map(|(t, l)| (*t, l.as_str())));
-    report
-        .cases
-        .into_iter()
-        .map(|mut c| {
-            c.name = format!("kunit: {}", c.name);
-            c
+/// The built-in KUnit suites of the series, with the options that build them in
+/// and run them at boot: when all are `y`, the suite must report.
+pub const KUNIT_SUITES: &[(&str, &[&str])] = &[(
+    "rust_rdmabond",
+    &[
+        "CONFIG_KUNIT",
+        "CONFIG_KUNIT_AUTORUN_ENABLED",
+        "CONFIG_RUST",
+        "CONFIG_INFINIBAND_RDMABOND",
+    ],
+)];
+
+/// A failed case for each suite of [`KUNIT_SUITES`] that this .config builds in
+/// and runs at boot but that reported nothing (no KTAP of it on the console).
+pub fn missing_kunit_suites(
+    dotconfig: &std::collections::BTreeMap<String, String>,
+    seen: &[Case],
+) -> Vec<Case> {
+    KUNIT_SUITES
+        .iter()
+        .filter(|(_, options)| {
+            options
+                .iter()
+                .all(|o| dotconfig.get(*o).is_some_and(|v| v == "y"))
+        })
+        .filter(|(suite, _)| !seen.iter().any(|c| c.name == format!("kunit: {suite}")))
+        .map(|(suite, options)| Case {
+            name: format!("kunit: {suite}"),
+            outcome: Outcome::Fail,
+            directive: Some(format!(
+                "built in and run at boot ({}=y) but no KTAP of it on the console",
+                options.join("=y, ")
+            )),
+            seconds: 0.0,
+            subtests: Vec::new(),
         })
         .collect()
 }
@@ -585,33 +586,6 @@ mod tests {
     }
 
     #[test]
-    fn kunit_results_come_from_the_console() {
-        let console = "[    0.500000] Run /init as init process\n\
-            [    1.000000] KTAP version 1\n\
-            [    1.000001] 1..1\n\
-            [    1.000002]     KTAP version 1\n\
-            [    1.000003]     # Subtest: rust_rdmabond\n\
-            [    1.000004]     # speed: normal\n\
-            [    1.000005]     1..2\n\
-            [    1.100000] virtio_net virtio0: something else\n\
-            [    1.200000]     ok 1 rust_rdmabond_event_kind\n\
-            [    1.300000]     not ok 2 rust_rdmabond_address_format\n\
-            [    1.400000] # rust_rdmabond: pass:1 fail:1 skip:0 total:2\n\
-            [    1.400001] not ok 1 rust_rdmabond\n";
-        let cases = kunit_cases(console);
-        assert_eq!(cases.len(), 1);
-        assert_eq!(cases[0].name, "kunit: rust_rdmabond");
-        assert_eq!(cases[0].outcome, Outcome::Fail);
-        assert_eq!(cases[0].subtests.len(), 2);
-        assert_eq!(cases[0].subtests[1].outcome, Outcome::Fail);
-        let mut counts = Counts::default();
-        counts.add_case(&cases[0]);
-        assert_eq!((counts.passed, counts.failed), (1, 1));
-        // No KUnit output: no cases.
-        assert!(kunit_cases("[    0.1] Linux version 7.3.4\n").is_empty());
-    }
-
-    #[test]
     fn module_stage_runs_the_module_tests() {
         let list = "drivers/net/rdmabond:topology.sh\ndrivers/net/rdmabond:basic.sh\n\
                     drivers/net/rdmabond:teardown.sh\ndrivers/net/rdmabond:failover.sh\n";
@@ -691,5 +665,27 @@ mod tests {
         );
         assert_eq!(cases[0].directive, None);
         assert_eq!(boot_leaks(&lines).len(), 2);
+    }
+
+    #[test]
+    fn a_built_in_kunit_suite_that_reports_nothing_fails() {
+        let config = |opts: &[&str]| -> std::collections::BTreeMap<String, String> {
+            opts.iter()
+                .map(|o| (o.to_string(), "y".to_string()))
+                .collect()
+        };
+        let all = config(KUNIT_SUITES[0].1);
+        let missing = missing_kunit_suites(&all, &[]);
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].name, "kunit: rust_rdmabond");
+        assert_eq!(missing[0].outcome, Outcome::Fail);
+        let seen = vec![Case {
+            name: "kunit: rust_rdmabond".into(),
+            ..missing[0].clone()
+        }];
+        assert!(missing_kunit_suites(&all, &seen).is_empty());
+        // The debug kernel has KUnit but no Rust: no suite expected.
+        let dbg = config(&["CONFIG_KUNIT", "CONFIG_KUNIT_AUTORUN_ENABLED"]);
+        assert!(missing_kunit_suites(&dbg, &[]).is_empty());
     }
 }

@@ -160,6 +160,9 @@ pub struct Outcome {
     /// Seconds the payload ran.
     pub payload_seconds: f64,
     pub console_log: PathBuf,
+    /// The kernel console as it came (also in `console_log`, which may fail to
+    /// be written): KUnit's KTAP is read from here.
+    pub console: String,
 }
 
 /// The guest path of a host path inside the checkout.
@@ -309,7 +312,7 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
         std::thread::spawn(move || pump(stdout, tx)),
         std::thread::spawn(move || pump(stderr, tx2)),
     ];
-    let mut console_file = std::fs::File::create(&console)?;
+    let mut console_file = Some(fs_err::File::create(&console)?.into_parts().0);
     let mut out = Outcome {
         console_log: console.clone(),
         ..Outcome::default()
@@ -322,8 +325,7 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
     loop {
         // Kernel console.
         while let Ok(line) = rx.try_recv() {
-            use std::io::Write;
-            let _ = writeln!(console_file, "{line}");
+            console_line(&mut console_file, &console, &mut out.console, &line);
             if let Some(p) = FATAL.iter().find(|p| line.contains(*p)) {
                 out.fatal.get_or_insert_with(|| line.clone());
                 // Give the panic a moment to print its trace.
@@ -369,12 +371,9 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
         let _ = r.join();
     }
     // Drain what is left.
-    {
-        use std::io::Write;
-        while let Ok(line) = rx.try_recv() {
-            let _ = writeln!(console_file, "{line}");
-            watch.line(&line);
-        }
+    while let Ok(line) = rx.try_recv() {
+        console_line(&mut console_file, &console, &mut out.console, &line);
+        watch.line(&line);
     }
     out.problems = watch.splats;
     out.sections = watch.sections;
@@ -390,6 +389,23 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
     }
     out.payload_seconds = payload_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
     Ok(out)
+}
+
+/// Keeps a console line in memory and in console.log; says once when the file
+/// cannot be written (the run goes on: the lines are still in memory).
+fn console_line(file: &mut Option<std::fs::File>, path: &Path, text: &mut String, line: &str) {
+    use std::io::Write;
+    text.push_str(line);
+    text.push('\n');
+    if let Some(f) = file {
+        if let Err(e) = writeln!(f, "{line}") {
+            eprintln!(
+                "warning: cannot write {}: {e} (the console is kept in memory)",
+                path.display()
+            );
+            *file = None;
+        }
+    }
 }
 
 fn stop(child: &mut Child) {
