@@ -61,7 +61,9 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<()> {
     let cli = Cli::parse();
     let sh = xshell::Shell::new()?;
-    let project = common::project::Project::locate(cli.tree, cli.base)?;
+    // `kernel bump` repairs the pin: it needs it readable, not valid.
+    let check_pin = !matches!(cli.cmd, Cmd::Kernel(cmd::kernel::KernelCmd::Bump(_)));
+    let project = common::project::Project::locate(cli.tree, cli.base, check_pin)?;
     match cli.cmd {
         Cmd::Kernel(c) => c.run(&sh, &project),
         Cmd::Apply(a) => a.run(&sh, &project),

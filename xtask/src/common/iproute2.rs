@@ -413,7 +413,7 @@ mod tests {
             cmd!(sh, "git status --porcelain --branch").read().unwrap()
         };
         let before = status(&sh);
-        let project = Project::locate(None, None).unwrap();
+        let project = Project::locate(None, None, true).unwrap();
         let built = build(&sh, &project, checkout).unwrap();
         assert!(built.warnings.is_empty(), "{:?}", built.warnings);
         let out = Command::new(&built.ip)

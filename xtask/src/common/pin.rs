@@ -1,7 +1,6 @@
 //! The kernel pin: kernel-src/kernel.toml names the exact base kernel.
 //!
-//! The file is a small subset of TOML (sections, `key = "string"`, comments), parsed
-//! here so the xtask needs no serde stack for six strings.
+//! The file is TOML (two sections of strings), read with the `toml` crate.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,8 +37,24 @@ impl Pin {
         Pin::parse(&text).with_context(|| format!("invalid kernel pin {}", path.display()))
     }
 
-    /// Parses the text of a pin file.
+    /// Parses the text of a pin file and validates it.
     pub fn parse(text: &str) -> Result<Pin> {
+        let pin = Pin::parse_unchecked(text)?;
+        pin.validate()?;
+        Ok(pin)
+    }
+
+    /// Reads the pin file without validating the values (for `kernel bump`, which
+    /// repairs them).
+    pub fn load_unchecked(path: &Path) -> Result<Pin> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the kernel pin {}", path.display()))?;
+        Pin::parse_unchecked(&text)
+            .with_context(|| format!("invalid kernel pin {}", path.display()))
+    }
+
+    /// Parses the text of a pin file: every key present, every value a string.
+    fn parse_unchecked(text: &str) -> Result<Pin> {
         let table = parse_table(text)?;
         let get = |key: &str| -> Result<String> {
             table
@@ -56,7 +71,6 @@ impl Pin {
             sha256: get("debian.sha256")?,
             tarball: get("debian.tarball")?,
         };
-        pin.validate()?;
         Ok(pin)
     }
 
@@ -144,59 +158,24 @@ impl Pin {
     }
 }
 
-/// Parses `[section]` and `key = "value"` lines into `section.key` -> value.
+/// Parses the TOML into `section.key` -> value; every value must be a string.
 fn parse_table(text: &str) -> Result<BTreeMap<String, String>> {
-    let mut section = String::new();
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("not valid TOML: {e}"))?;
     let mut table = BTreeMap::new();
-    for (n, raw) in text.lines().enumerate() {
-        let lineno = n + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            let name = rest
-                .strip_suffix(']')
-                .with_context(|| format!("line {lineno}: unterminated section header"))?;
-            section = name.trim().to_string();
-            continue;
-        }
-        let (key, value) = line
-            .split_once('=')
-            .with_context(|| format!("line {lineno}: expected `key = \"value\"`"))?;
-        let key = key.trim();
-        let value = strip_comment(value.trim());
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .with_context(|| {
-                format!("line {lineno}: the value of `{key}` must be a quoted string")
-            })?;
-        if value.contains('"') || value.contains('\\') {
-            bail!("line {lineno}: escapes are not supported in `{key}`");
-        }
-        let full = if section.is_empty() {
-            key.to_string()
-        } else {
-            format!("{section}.{key}")
+    for (name, value) in &doc {
+        let toml::Value::Table(section) = value else {
+            bail!("`{name}` must be a [{name}] section");
         };
-        if table.insert(full.clone(), value.to_string()).is_some() {
-            bail!("line {lineno}: duplicate key `{full}`");
+        for (key, value) in section {
+            let toml::Value::String(v) = value else {
+                bail!("the value of `{name}.{key}` must be a quoted string");
+            };
+            table.insert(format!("{name}.{key}"), v.clone());
         }
     }
     Ok(table)
-}
-
-/// Removes a trailing `# comment` that follows a closing quote.
-fn strip_comment(value: &str) -> &str {
-    if let Some(end) = value[1.min(value.len())..].find('"') {
-        let close = end + 1;
-        let (head, tail) = value.split_at(close + 1);
-        if tail.trim_start().starts_with('#') || tail.trim().is_empty() {
-            return head;
-        }
-    }
-    value
 }
 
 #[cfg(test)]
@@ -271,5 +250,22 @@ tarball = "usr/src/linux-source-7.3.tar.xz"
         let text = GOOD.replace("version = \"7.3.4\"", "version = \"7.2.1\"");
         let err = format!("{:#}", Pin::parse(&text).unwrap_err());
         assert!(err.contains("bump both together"), "{err}");
+    }
+
+    #[test]
+    fn a_typographic_quote_is_an_error_not_a_panic() {
+        let text = GOOD.replace("\"main\"", "\u{201c}main\u{201d}");
+        let err = format!("{:#}", Pin::parse(&text).unwrap_err());
+        assert!(err.contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn bump_reads_a_pin_whose_checksum_is_wrong() {
+        let text = GOOD.replace("703e369d", "zz3e369d");
+        assert!(Pin::parse(&text).is_err());
+        assert!(Pin::parse_unchecked(&text)
+            .unwrap()
+            .sha256
+            .starts_with("zz"));
     }
 }

@@ -31,12 +31,19 @@ pub struct Project {
 
 impl Project {
     /// Locates the checkout (from the xtask's manifest directory) and the kernel tree.
-    pub fn locate(tree: Option<PathBuf>, base: Option<String>) -> Result<Project> {
+    /// The pin is validated unless `check_pin` is false (`kernel bump`, which repairs
+    /// it, only needs it readable).
+    pub fn locate(tree: Option<PathBuf>, base: Option<String>, check_pin: bool) -> Result<Project> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .context("xtask/ has no parent directory")?
             .to_path_buf();
-        let pin = Pin::load(&root.join(crate::common::pin::PIN_FILE))?;
+        let pin_file = root.join(crate::common::pin::PIN_FILE);
+        let pin = if check_pin {
+            Pin::load(&pin_file)?
+        } else {
+            Pin::load_unchecked(&pin_file)?
+        };
         let tree = tree.or_else(|| std::env::var_os(TREE_ENV).map(PathBuf::from));
         let external_tree = tree.is_some();
         let tree = match tree {
