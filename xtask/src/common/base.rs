@@ -2,7 +2,7 @@
 //! linux-source package of the pin), verified, imported as one commit.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -162,17 +162,13 @@ pub fn sha256(sh: &Shell, file: &Path) -> Result<String> {
 }
 
 fn free_bytes(dir: &Path) -> Option<u64> {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
+    let sh = Shell::new().ok()?;
+    let out = cmd!(sh, "df --output=avail -B1 {dir}")
+        .quiet()
+        .ignore_stderr()
+        .read()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()
+    out.lines().nth(1)?.trim().parse().ok()
 }
 
 /// Extracts the tarball from the .deb and turns it into a git tree with one base commit.
@@ -197,22 +193,7 @@ fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)?;
     eprintln!("extracting {} from {}", pin.tarball, deb.display());
-    let tarball = &pin.tarball;
-    let script = format!(
-        "set -e -o pipefail; dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' './{}'; \
-         tar -xJf '{}/{}' -C '{}'; rm -f '{}/{}'",
-        deb.display(),
-        staging.display(),
-        tarball,
-        staging.display(),
-        tarball,
-        staging.display(),
-        staging.display(),
-        tarball
-    );
-    let out = Command::new("bash").arg("-c").arg(&script).output()?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    if let Err(err) = extract(sh, deb, &staging, &pin.tarball) {
         let _ = std::fs::remove_dir_all(&staging);
         if err.contains("No space left") {
             bail!(
@@ -240,6 +221,46 @@ fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
         project.tree.display()
     );
     Ok(())
+}
+
+/// `dpkg-deb --fsys-tarfile DEB | tar -x ./TARBALL` into `staging`, then the
+/// tarball itself there (and it removed); Err(what the tools printed).
+fn extract(sh: &Shell, deb: &Path, staging: &Path, tarball: &str) -> Result<(), String> {
+    let fail = |e: std::io::Error| e.to_string();
+    // A pipe, streamed: std's Command (xshell runs no pipelines).
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    let tar = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(staging)
+        .arg(format!("./{tarball}"))
+        .stdin(dpkg.stdout.take().ok_or("no dpkg-deb output")?)
+        .output()
+        .map_err(fail)?;
+    let dpkg = dpkg.wait_with_output().map_err(fail)?;
+    if !dpkg.status.success() || !tar.status.success() {
+        return Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&dpkg.stderr),
+            String::from_utf8_lossy(&tar.stderr)
+        ));
+    }
+    let inner = staging.join(tarball);
+    let out = cmd!(sh, "tar -xJf {inner} -C {staging}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    std::fs::remove_file(&inner).map_err(|e| format!("cannot remove {}: {e}", inner.display()))
 }
 
 /// Debian's tarball ends its .gitignore with a stanza that ignores every top-level
@@ -321,5 +342,42 @@ mod tests {
             "*.o\n!kernel/time/timeconst.bc\n"
         );
         assert_eq!(strip_debian_gitignore("*.o\n"), "*.o\n");
+    }
+
+    #[test]
+    fn extracts_the_tarball_of_a_deb() {
+        if crate::common::util::which("dpkg-deb").is_none() {
+            return; // Not a Debian host: nothing to test with.
+        }
+        let sh = Shell::new().unwrap();
+        let base = std::env::temp_dir().join(format!("xtask-deb-{}", std::process::id()));
+        let pkg = base.join("pkg");
+        let src = pkg.join("usr/src");
+        std::fs::create_dir_all(src.join("linux-x")).unwrap();
+        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        std::fs::write(src.join("linux-x/Makefile"), "x\n").unwrap();
+        std::fs::write(
+            pkg.join("DEBIAN/control"),
+            "Package: t\nVersion: 1\nArchitecture: all\nMaintainer: x <x@example.org>\nDescription: t\n",
+        )
+        .unwrap();
+        cmd!(sh, "tar -cJf {src}/linux-x.tar.xz -C {src} linux-x")
+            .run()
+            .unwrap();
+        std::fs::remove_dir_all(src.join("linux-x")).unwrap();
+        let deb = base.join("t.deb");
+        cmd!(sh, "dpkg-deb --build {pkg} {deb}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+        let staging = base.join("staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        extract(&sh, &deb, &staging, "usr/src/linux-x.tar.xz").unwrap();
+        assert!(staging.join("linux-x/Makefile").is_file());
+        assert!(!staging.join("usr/src/linux-x.tar.xz").exists());
+        let err = extract(&sh, &deb, &staging, "usr/src/none.tar.xz").unwrap_err();
+        assert!(!err.is_empty());
+        let _ = std::fs::remove_dir_all(&base);
     }
 }
