@@ -436,6 +436,30 @@ pub fn missing_kunit_suites(
         .collect()
 }
 
+/// kselftest's timeout of a test: the `timeout=` of its directory's `settings`
+/// file, else the runner's default of 45 s; as words for the start line.
+pub fn timeout_words(settings: Option<&str>) -> String {
+    let set = settings.and_then(|s| {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("timeout="))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    });
+    match set {
+        Some(0) => "none (settings: timeout=0)".into(),
+        Some(n) => format!("{n} s, from settings"),
+        None => "45 s, kselftest's default".into(),
+    }
+}
+
+/// Which of `tests` (`collection:test`) a line of the guest starts: the runner
+/// prints `# selftests: COLLECTION: TEST` as it starts one.
+pub fn test_started(line: &str, tests: &[String]) -> Option<usize> {
+    let rest = line.trim().strip_prefix("# selftests: ")?;
+    let (collection, test) = rest.split_once(": ")?;
+    let name = format!("{}:{}", collection.trim(), test.trim());
+    tests.iter().position(|t| *t == name)
+}
+
 /// Every `collection:test` of kselftest-list.txt.
 pub fn list_tests(list: &str) -> Vec<String> {
     list.lines()
@@ -521,6 +545,8 @@ fn run_tests(
     stage: &Stage,
     timeout: u64,
 ) -> Result<TestRun> {
+    // The tests the guest runs, each with its timeout (for the start lines).
+    let mut started: Vec<(String, String)> = Vec::new();
     let mut payload = match &built.kselftest {
         Some(_) if stage.filter.is_some() && stage.consumer() => String::new(),
         Some(dir) => {
@@ -529,6 +555,11 @@ fn run_tests(
             let mut picked = stage.select(&list)?;
             if picked.is_empty() {
                 picked = list_tests(&list);
+            }
+            for t in &picked {
+                let collection = t.split_once(':').map_or(t.as_str(), |(c, _)| c);
+                let settings = std::fs::read_to_string(dir.join(collection).join("settings")).ok();
+                started.push((t.clone(), timeout_words(settings.as_deref())));
             }
             selftest_payload(&vm::guest_path(&project.root, dir)?, &picked)
         }
@@ -565,7 +596,19 @@ fn run_tests(
         built.image.display(),
         run.dir.join("console.log").display()
     );
-    let out = vm::run(&run, |t, line| eprintln!("[{t:7.1}] {line}"))?;
+    let tests: Vec<String> = started.iter().map(|(t, _)| t.clone()).collect();
+    let out = vm::run(&run, |t, line| {
+        if let Some(i) = test_started(line, &tests) {
+            eprintln!(
+                "test-qemu: test {}/{} started: {} (timeout {})",
+                i + 1,
+                tests.len(),
+                started[i].0,
+                started[i].1
+            );
+        }
+        eprintln!("[{t:7.1}] {line}")
+    })?;
     Ok(TestRun { vm: out })
 }
 
@@ -687,5 +730,22 @@ mod tests {
         // The debug kernel has KUnit but no Rust: no suite expected.
         let dbg = config(&["CONFIG_KUNIT", "CONFIG_KUNIT_AUTORUN_ENABLED"]);
         assert!(missing_kunit_suites(&dbg, &[]).is_empty());
+    }
+
+    #[test]
+    fn start_lines_name_the_test_and_its_timeout() {
+        let tests = vec![
+            "drivers/net/rdmabond:topology.sh".to_string(),
+            "drivers/net/rdmabond:basic.sh".to_string(),
+        ];
+        assert_eq!(
+            test_started("# selftests: drivers/net/rdmabond: basic.sh", &tests),
+            Some(1)
+        );
+        assert_eq!(test_started("# basic.sh: ok", &tests), None);
+        assert_eq!(test_started("# selftests: net: x.sh", &tests), None);
+        assert_eq!(timeout_words(Some("timeout=300\n")), "300 s, from settings");
+        assert_eq!(timeout_words(None), "45 s, kselftest's default");
+        assert!(timeout_words(Some("timeout=0\n")).starts_with("none"));
     }
 }
