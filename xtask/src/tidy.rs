@@ -7,7 +7,8 @@
 //! - the graph of units (`cmd::X`, `common::X`) has no cycle;
 //! - every subcommand is a module of `cmd/` and is documented (`cargo xtask NAME` in
 //!   README.md or Documentation/workflow.md), and every `xtask/src/...` path the
-//!   documents name exists;
+//!   documents name exists, and every unit is in the module map of
+//!   Documentation/workflow.md;
 //! - no `Regex::new` outside a `LazyLock`.
 //!
 //! (That every seed of `check --seeds` names an existing check is the compiler's
@@ -382,6 +383,33 @@ mod tests {
                 assert!(
                     root.join(p).exists(),
                     "{doc} names {p}, which does not exist: update the document"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_unit_is_in_the_module_map() {
+        let doc = std::fs::read_to_string(repo_root().join("Documentation/workflow.md")).unwrap();
+        let map = doc
+            .split_once("## The xtask's modules")
+            .map(|(_, m)| m)
+            .expect("Documentation/workflow.md has a section `## The xtask's modules`");
+        for top in ["cmd", "common"] {
+            for e in std::fs::read_dir(src_dir().join(top)).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name == "mod.rs" {
+                    continue;
+                }
+                let named = if e.path().is_dir() {
+                    format!("xtask/src/{top}/{name}/")
+                } else {
+                    format!("xtask/src/{top}/{name}")
+                };
+                assert!(
+                    map.contains(&named),
+                    "{named} is not in the module map of Documentation/workflow.md: add a line with its job"
                 );
             }
         }
