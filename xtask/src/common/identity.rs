@@ -4,8 +4,9 @@
 //! MAINTAINERS `M:` line the series adds. Everything here is a pure function over
 //! text, so it is unit tested without git.
 
-use regex::Regex;
 use std::sync::LazyLock;
+
+use regex::Regex;
 
 /// The neutral identity of the committed patches (also what `cargo xtask kernel
 /// fetch` configures in a kernel tree that has no identity of its own).

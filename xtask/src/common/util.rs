@@ -1,11 +1,11 @@
 //! Small helpers shared by the subcommands.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use regex::Regex;
-use std::sync::LazyLock;
 
 /// Writes a file atomically: a temporary file in the same directory, then a rename,
 /// so an interrupted run never leaves a half-written file behind.

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use anyhow::Result;
+use regex::Regex;
 use xshell::Shell;
 
 use super::rust_build::RustBuilder;
@@ -19,8 +21,6 @@ use crate::common::git::checkout;
 use crate::common::kbuild::{self, first_errors, Make};
 use crate::common::project::Project;
 use crate::common::util::rel_path;
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// The base file sparse is tried on before it is trusted.
 const PROBE: &str = "net/ipv4/devinet.o";

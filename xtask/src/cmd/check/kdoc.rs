@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
+use regex::Regex;
 
 use super::{Check, Ctx, Outcome, Status};
 use crate::common::util::without_lines;
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// kernel-doc warnings on the touched C files as they are in the worktree now.
 pub fn run_kdoc(ctx: &Ctx) -> Result<Vec<String>> {

@@ -9,14 +9,14 @@
 //! names it.
 
 use std::path::Path;
+use std::sync::LazyLock;
 
 use anyhow::{bail, Context, Result};
+use regex::Regex;
 use xshell::{cmd, Shell};
 
 use super::{Check, CheckArgs, Outcome, Status};
 use crate::common::project::Project;
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// One edit of a seeded commit.
 #[derive(Debug, Clone, Copy)]

@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
+use regex::Regex;
 use xshell::cmd;
 
 use super::series::SeriesCtx;
 use super::{Check, Ctx, Outcome, Status};
-use regex::Regex;
-use std::sync::LazyLock;
 
 /// The uapi header the link type extends.
 pub const HEADER: &str = "include/uapi/linux/if_link.h";

@@ -5,10 +5,10 @@
 //! (`CLIPPY_CONF_DIR`).
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
 use regex::Regex;
-use std::sync::LazyLock;
 
 use crate::common::deps::CLIPPY_DRIVER;
 

@@ -1,10 +1,10 @@
 //! Kernel config fragments: merging them and checking that Kconfig kept every option.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use anyhow::{bail, Result};
 use regex::Regex;
-use std::sync::LazyLock;
 
 /// One option a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
