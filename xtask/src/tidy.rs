@@ -51,7 +51,7 @@ fn modules_in(dir: &Path) -> Vec<Module> {
             if path.last().is_some_and(|l| l == "mod" || l == "main") {
                 path.pop();
             }
-            let text = std::fs::read_to_string(e.path())
+            let text = fs_err::read_to_string(e.path())
                 .unwrap_or_else(|err| panic!("cannot read {}: {err}", e.path().display()));
             Module {
                 path,
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn every_subcommand_is_a_cmd_module_and_documented() {
-        let main = std::fs::read_to_string(src_dir().join("main.rs")).unwrap();
+        let main = fs_err::read_to_string(src_dir().join("main.rs")).unwrap();
         let subs = subcommands(&main);
         assert!(subs.len() >= 9, "{subs:?}");
         let modules: BTreeSet<String> = modules_in(&src_dir().join("cmd"))
@@ -353,7 +353,7 @@ mod tests {
         );
         let root = repo_root();
         let docs = ["README.md", "Documentation/workflow.md"]
-            .map(|d| std::fs::read_to_string(root.join(d)).unwrap())
+            .map(|d| fs_err::read_to_string(root.join(d)).unwrap())
             .join("\n");
         for (name, _) in &subs {
             let named = format!("cargo xtask {name}");
@@ -377,7 +377,7 @@ mod tests {
             "Documentation/workflow.md",
             "Documentation/design.md",
         ] {
-            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            let text = fs_err::read_to_string(root.join(doc)).unwrap();
             for m in SRC_PATH.find_iter(&text) {
                 let p = m.as_str().trim_end_matches('/');
                 assert!(
@@ -390,13 +390,13 @@ mod tests {
 
     #[test]
     fn every_unit_is_in_the_module_map() {
-        let doc = std::fs::read_to_string(repo_root().join("Documentation/workflow.md")).unwrap();
+        let doc = fs_err::read_to_string(repo_root().join("Documentation/workflow.md")).unwrap();
         let map = doc
             .split_once("## The xtask's modules")
             .map(|(_, m)| m)
             .expect("Documentation/workflow.md has a section `## The xtask's modules`");
         for top in ["cmd", "common"] {
-            for e in std::fs::read_dir(src_dir().join(top)).unwrap() {
+            for e in fs_err::read_dir(src_dir().join(top)).unwrap() {
                 let e = e.unwrap();
                 let name = e.file_name().to_string_lossy().into_owned();
                 if name == "mod.rs" {

@@ -113,7 +113,7 @@ fn write(project: &Project, changes: &[Change]) -> Result<()> {
         let path = dir.join(&c.name);
         match (&c.kind, &c.new) {
             (Kind::Same, _) => {}
-            (Kind::Removed, _) => std::fs::remove_file(&path)
+            (Kind::Removed, _) => fs_err::remove_file(&path)
                 .with_context(|| format!("cannot remove {}", path.display()))?,
             (_, Some(text)) => write_atomic(&path, text.as_bytes())?,
             (_, None) => unreachable!("added or changed files have new contents"),

@@ -69,9 +69,9 @@ fn bump(sh: &Shell, project: &Project, args: BumpArgs) -> Result<()> {
     let deb = apt_download(sh, &cache, &pin, args.mirror.as_deref())?;
     pin.sha256 = sha256(sh, &deb)?;
     let dest = cache.join("dl").join(pin.deb_file_name());
-    std::fs::rename(&deb, &dest)?;
+    fs_err::rename(&deb, &dest)?;
     let path = project.root.join("kernel-src/kernel.toml");
-    let old = std::fs::read_to_string(&path)?;
+    let old = fs_err::read_to_string(&path)?;
     let new = pin.render();
     crate::common::pin::Pin::parse(&new)?;
     print!(

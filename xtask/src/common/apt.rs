@@ -29,7 +29,7 @@ impl PrivateApt {
     ) -> Result<PrivateApt> {
         let apt = cache.join(name);
         let lists = apt.join("lists");
-        std::fs::create_dir_all(lists.join("partial"))
+        fs_err::create_dir_all(lists.join("partial"))
             .with_context(|| format!("cannot create {}", lists.display()))?;
         let list = apt.join("sources.list");
         let source = format!("{uri} {suite} {component}");
@@ -61,7 +61,7 @@ impl PrivateApt {
         specs: &[String],
         dir: &Path,
     ) -> Result<std::process::Output> {
-        std::fs::create_dir_all(dir)?;
+        fs_err::create_dir_all(dir)?;
         let _d = sh.push_dir(dir);
         let o = &self.opts;
         Ok(cmd!(sh, "apt-get {o...} -q download {specs...}")
@@ -115,14 +115,14 @@ fn source_uris(text: &str, deb822: bool) -> Vec<String> {
 /// /etc/apt/sources.list and sources.list.d/*, with their text.
 pub fn read_apt_sources() -> Vec<(PathBuf, String)> {
     let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
-    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+    if let Ok(dir) = fs_err::read_dir("/etc/apt/sources.list.d") {
         let mut more: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
         more.sort();
         files.extend(more);
     }
     files
         .into_iter()
-        .filter_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+        .filter_map(|p| fs_err::read_to_string(&p).ok().map(|t| (p, t)))
         .collect()
 }
 

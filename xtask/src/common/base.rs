@@ -78,7 +78,7 @@ fn check_base(sh: &Shell, project: &Project) -> Result<()> {
 fn download(sh: &Shell, project: &Project, pin: &Pin, mirror: Option<&str>) -> Result<PathBuf> {
     let cache = project.cache_dir()?;
     let dl = cache.join("dl");
-    std::fs::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
+    fs_err::create_dir_all(&dl).with_context(|| format!("cannot create {}", dl.display()))?;
     let deb = dl.join(pin.deb_file_name());
     if deb.is_file() {
         verify_sha256(sh, &deb, &pin.sha256)?;
@@ -87,10 +87,10 @@ fn download(sh: &Shell, project: &Project, pin: &Pin, mirror: Option<&str>) -> R
     }
     let fresh = apt_download(sh, &cache, pin, mirror)?;
     if let Err(e) = verify_sha256(sh, &fresh, &pin.sha256) {
-        let _ = std::fs::remove_file(&fresh);
+        let _ = fs_err::remove_file(&fresh);
         return Err(e);
     }
-    std::fs::rename(&fresh, &deb)
+    fs_err::rename(&fresh, &deb)
         .with_context(|| format!("cannot move the download to {}", deb.display()))?;
     Ok(deb)
 }
@@ -101,7 +101,7 @@ pub fn apt_download(sh: &Shell, cache: &Path, pin: &Pin, mirror: Option<&str>) -
     let uri = apt::uri(mirror)?;
     let apt = PrivateApt::update(sh, cache, "apt", &uri, &pin.suite, &pin.component)?;
     let work = cache.join("dl/partial");
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = fs_err::remove_dir_all(&work);
     let spec = pin.apt_spec();
     let out = apt.download(sh, std::slice::from_ref(&spec), &work)?;
     if !out.status.success() {
@@ -178,7 +178,7 @@ fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
         .tree
         .parent()
         .context("the kernel tree has no parent")?;
-    std::fs::create_dir_all(parent)?;
+    fs_err::create_dir_all(parent)?;
     if let Some(free) = free_bytes(parent) {
         if free < NEEDED_BYTES {
             bail!(
@@ -190,11 +190,11 @@ fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
         }
     }
     let staging = parent.join(".import");
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
+    let _ = fs_err::remove_dir_all(&staging);
+    fs_err::create_dir_all(&staging)?;
     eprintln!("extracting {} from {}", pin.tarball, deb.display());
     if let Err(err) = extract(sh, deb, &staging, &pin.tarball) {
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = fs_err::remove_dir_all(&staging);
         if err.contains("No space left") {
             bail!(
                 "disk full while extracting into {}: free some space and retry",
@@ -204,16 +204,16 @@ fn import(sh: &Shell, project: &Project, deb: &Path) -> Result<()> {
         bail!("extracting {} failed: {}", deb.display(), err.trim());
     }
     // The tarball holds one top-level directory (linux-source-7.3).
-    let top = std::fs::read_dir(&staging)?
+    let top = fs_err::read_dir(&staging)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| p.join("Makefile").is_file())
         .with_context(|| format!("no kernel tree inside {}", pin.tarball))?;
     fix_gitignore(&top)?;
     git_import(sh, &top, pin)?;
-    std::fs::rename(&top, &project.tree)
+    fs_err::rename(&top, &project.tree)
         .with_context(|| format!("cannot move the tree to {}", project.tree.display()))?;
-    let _ = std::fs::remove_dir_all(&staging);
+    let _ = fs_err::remove_dir_all(&staging);
     eprintln!(
         "imported {} as {} in {}",
         pin.apt_spec(),
@@ -260,7 +260,7 @@ fn extract(sh: &Shell, deb: &Path, staging: &Path, tarball: &str) -> Result<(), 
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    std::fs::remove_file(&inner).map_err(|e| format!("cannot remove {}: {e}", inner.display()))
+    fs_err::remove_file(&inner).map_err(|e| format!("cannot remove {}: {e}", inner.display()))
 }
 
 /// Debian's tarball ends its .gitignore with a stanza that ignores every top-level
@@ -274,8 +274,8 @@ pub fn strip_debian_gitignore(text: &str) -> String {
 
 fn fix_gitignore(top: &Path) -> Result<()> {
     let path = top.join(".gitignore");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs_err::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     write_atomic(&path, strip_debian_gitignore(&text).as_bytes())
 }
 
@@ -353,10 +353,10 @@ mod tests {
         let base = std::env::temp_dir().join(format!("xtask-deb-{}", std::process::id()));
         let pkg = base.join("pkg");
         let src = pkg.join("usr/src");
-        std::fs::create_dir_all(src.join("linux-x")).unwrap();
-        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
-        std::fs::write(src.join("linux-x/Makefile"), "x\n").unwrap();
-        std::fs::write(
+        fs_err::create_dir_all(src.join("linux-x")).unwrap();
+        fs_err::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        fs_err::write(src.join("linux-x/Makefile"), "x\n").unwrap();
+        fs_err::write(
             pkg.join("DEBIAN/control"),
             "Package: t\nVersion: 1\nArchitecture: all\nMaintainer: x <x@example.org>\nDescription: t\n",
         )
@@ -364,7 +364,7 @@ mod tests {
         cmd!(sh, "tar -cJf {src}/linux-x.tar.xz -C {src} linux-x")
             .run()
             .unwrap();
-        std::fs::remove_dir_all(src.join("linux-x")).unwrap();
+        fs_err::remove_dir_all(src.join("linux-x")).unwrap();
         let deb = base.join("t.deb");
         cmd!(sh, "dpkg-deb --build {pkg} {deb}")
             .quiet()
@@ -372,12 +372,12 @@ mod tests {
             .run()
             .unwrap();
         let staging = base.join("staging");
-        std::fs::create_dir_all(&staging).unwrap();
+        fs_err::create_dir_all(&staging).unwrap();
         extract(&sh, &deb, &staging, "usr/src/linux-x.tar.xz").unwrap();
         assert!(staging.join("linux-x/Makefile").is_file());
         assert!(!staging.join("usr/src/linux-x.tar.xz").exists());
         let err = extract(&sh, &deb, &staging, "usr/src/none.tar.xz").unwrap_err();
         assert!(!err.is_empty());
-        let _ = std::fs::remove_dir_all(&base);
+        let _ = fs_err::remove_dir_all(&base);
     }
 }

@@ -158,7 +158,7 @@ pub fn install_command(packages: &[&str]) -> String {
 
 fn is_root() -> bool {
     // SAFETY-free: read the effective uid from /proc, no libc dependency needed.
-    std::fs::read_to_string("/proc/self/status")
+    fs_err::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()

@@ -141,7 +141,7 @@ pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
         copy_dotfiles(&project.tree, &wt)?;
         return Ok(wt);
     }
-    std::fs::create_dir_all(wt.parent().unwrap())?;
+    fs_err::create_dir_all(wt.parent().unwrap())?;
     let base = base(sh, project)?;
     let _d = sh.push_dir(&project.tree);
     cmd!(sh, "git worktree prune").quiet().run()?;
@@ -159,13 +159,13 @@ pub fn worktree(sh: &Shell, project: &Project, name: &str) -> Result<PathBuf> {
 /// track them (the kernel's .gitignore ignores `.*`; upstream force-adds its dotfiles).
 /// The series does not change them.
 pub fn copy_dotfiles(tree: &Path, wt: &Path) -> Result<()> {
-    for e in std::fs::read_dir(tree).with_context(|| format!("cannot read {}", tree.display()))? {
+    for e in fs_err::read_dir(tree).with_context(|| format!("cannot read {}", tree.display()))? {
         let e = e?;
         let name = e.file_name();
         let is_dotfile = name.to_string_lossy().starts_with('.') && e.file_type()?.is_file();
         let dst = wt.join(&name);
         if is_dotfile && !dst.exists() {
-            std::fs::copy(e.path(), &dst).with_context(|| {
+            fs_err::copy(e.path(), &dst).with_context(|| {
                 format!("cannot copy {} to {}", e.path().display(), wt.display())
             })?;
         }
@@ -291,19 +291,19 @@ mod tests {
     fn worktrees_get_the_dotfiles_git_does_not_track() {
         let base = std::env::temp_dir().join(format!("xtask-wt-{}", std::process::id()));
         let (tree, wt) = (base.join("tree"), base.join("wt"));
-        std::fs::create_dir_all(tree.join(".git")).unwrap();
-        std::fs::create_dir_all(&wt).unwrap();
-        std::fs::write(tree.join(".mailmap"), "A <a@new> <a@old>\n").unwrap();
-        std::fs::write(tree.join("Makefile"), "x\n").unwrap();
-        std::fs::write(wt.join(".rustfmt.toml"), "mine\n").unwrap();
-        std::fs::write(tree.join(".rustfmt.toml"), "theirs\n").unwrap();
+        fs_err::create_dir_all(tree.join(".git")).unwrap();
+        fs_err::create_dir_all(&wt).unwrap();
+        fs_err::write(tree.join(".mailmap"), "A <a@new> <a@old>\n").unwrap();
+        fs_err::write(tree.join("Makefile"), "x\n").unwrap();
+        fs_err::write(wt.join(".rustfmt.toml"), "mine\n").unwrap();
+        fs_err::write(tree.join(".rustfmt.toml"), "theirs\n").unwrap();
         copy_dotfiles(&tree, &wt).unwrap();
         assert!(wt.join(".mailmap").is_file());
         assert!(!wt.join("Makefile").exists(), "only dotfiles");
         assert!(!wt.join(".git").exists(), "only files");
-        let kept = std::fs::read_to_string(wt.join(".rustfmt.toml")).unwrap();
+        let kept = fs_err::read_to_string(wt.join(".rustfmt.toml")).unwrap();
         assert_eq!(kept, "mine\n", "an existing file is not overwritten");
-        let _ = std::fs::remove_dir_all(&base);
+        let _ = fs_err::remove_dir_all(&base);
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub fn ip_path(project: &Project) -> PathBuf {
 /// The patch files of patches/iproute2/ in order, cover letter first.
 pub fn files(project: &Project) -> Result<Vec<PathBuf>> {
     let dir = project.patches_dir().join(DIR);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut v: Vec<PathBuf> = fs_err::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "patch"))
@@ -153,7 +153,7 @@ fn base(sh: &Shell, checkout: &Path, files: &[PathBuf]) -> Result<String> {
     let _d = sh.push_dir(checkout);
     let text = files
         .iter()
-        .map(std::fs::read_to_string)
+        .map(fs_err::read_to_string)
         .collect::<std::io::Result<Vec<_>>>()?
         .join("\n");
     if let Some(id) = base_commit(&text) {
@@ -199,15 +199,15 @@ pub fn prepare(sh: &Shell, project: &Project, checkout: &Path) -> Result<PathBuf
         let id = cmd!(sh, "git hash-object {p}").quiet().read()?;
         stamp.push_str(&format!("{id}\n"));
     }
-    if wt.join(".git").exists() && std::fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+    if wt.join(".git").exists() && fs_err::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
         return Ok(wt);
     }
-    let _ = std::fs::remove_file(&stamp_file);
-    std::fs::create_dir_all(out_dir(project))?;
+    let _ = fs_err::remove_file(&stamp_file);
+    fs_err::create_dir_all(out_dir(project))?;
     if wt.join(".git").exists() {
         detach_at(sh, &wt, &base)?;
     } else {
-        let _ = std::fs::remove_dir_all(&wt);
+        let _ = fs_err::remove_dir_all(&wt);
         let _d = sh.push_dir(&checkout);
         cmd!(sh, "git worktree prune").quiet().run()?;
         cmd!(sh, "git worktree add --quiet --detach {wt} {base}")
@@ -298,7 +298,7 @@ pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
         bail!("building ip failed:\n{}", tail.join("\n"));
     }
     let ip = ip_path(project);
-    std::fs::copy(wt.join("ip/ip"), &ip)
+    fs_err::copy(wt.join("ip/ip"), &ip)
         .with_context(|| format!("cannot copy ip to {}", ip.display()))?;
     let help = Command::new(&ip)
         .args(["link", "help", "rdmabond"])
@@ -444,10 +444,10 @@ mod tests {
             .join("../patches")
             .join(DIR);
         let mut n = 0;
-        for e in std::fs::read_dir(&dir).unwrap() {
+        for e in fs_err::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|e| e == "patch") {
-                let t = std::fs::read_to_string(&p).unwrap();
+                let t = fs_err::read_to_string(&p).unwrap();
                 assert!(
                     subject_has_prefix(&t, "PATCH iproute2-next"),
                     "{}",

@@ -32,7 +32,7 @@ pub struct Pin {
 impl Pin {
     /// Reads and validates the pin file.
     pub fn load(path: &Path) -> Result<Pin> {
-        let text = std::fs::read_to_string(path)
+        let text = fs_err::read_to_string(path)
             .with_context(|| format!("cannot read the kernel pin {}", path.display()))?;
         Pin::parse(&text).with_context(|| format!("invalid kernel pin {}", path.display()))
     }
@@ -47,7 +47,7 @@ impl Pin {
     /// Reads the pin file without validating the values (for `kernel bump`, which
     /// repairs them).
     pub fn load_unchecked(path: &Path) -> Result<Pin> {
-        let text = std::fs::read_to_string(path)
+        let text = fs_err::read_to_string(path)
             .with_context(|| format!("cannot read the kernel pin {}", path.display()))?;
         Pin::parse_unchecked(&text)
             .with_context(|| format!("invalid kernel pin {}", path.display()))
@@ -219,7 +219,7 @@ tarball = "usr/src/linux-source-7.3.tar.xz"
     fn the_committed_pin_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-src/kernel.toml");
         let pin = Pin::load(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), pin.render());
+        assert_eq!(fs_err::read_to_string(&path).unwrap(), pin.render());
     }
 
     #[test]

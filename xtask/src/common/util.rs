@@ -13,7 +13,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs_err::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
@@ -22,8 +22,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
+    fs_err::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs_err::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
@@ -124,10 +124,10 @@ mod tests {
         let file = dir.join("a.txt");
         write_atomic(&file, b"one").unwrap();
         write_atomic(&file, b"two").unwrap();
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "two");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(fs_err::read_to_string(&file).unwrap(), "two");
+        let leftovers: Vec<_> = fs_err::read_dir(&dir).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

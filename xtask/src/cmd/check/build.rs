@@ -112,10 +112,10 @@ impl Builder {
         base: &str,
     ) -> Result<Builder> {
         let dir = project.target_dir().join(workdir).join("kbuild");
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         let fragment = dir.join("xtask.fragment");
         let text = fragment_text(sh, project)?;
-        if std::fs::read_to_string(&fragment).ok().as_deref() != Some(text.as_str()) {
+        if fs_err::read_to_string(&fragment).ok().as_deref() != Some(text.as_str()) {
             crate::common::util::write_atomic(&fragment, text.as_bytes())?;
         }
         let mut b = Builder {
@@ -136,13 +136,13 @@ impl Builder {
             checkout(sh, wt, base)?;
             // Every object must be compiled to see every warning: start clean
             // (ccache makes this cheap after the first time).
-            for e in std::fs::read_dir(&b.dir)? {
+            for e in fs_err::read_dir(&b.dir)? {
                 let p = e?.path();
                 if p != b.fragment {
                     let _ = if p.is_dir() {
-                        std::fs::remove_dir_all(&p)
+                        fs_err::remove_dir_all(&p)
                     } else {
-                        std::fs::remove_file(&p)
+                        fs_err::remove_file(&p)
                     };
                 }
             }
@@ -157,9 +157,9 @@ impl Builder {
                     tmp.display()
                 );
             }
-            std::fs::write(&base_log, text)?;
+            fs_err::write(&base_log, text)?;
         }
-        let text = std::fs::read_to_string(&base_log)?;
+        let text = fs_err::read_to_string(&base_log)?;
         b.base_keys = parse_diags(&text, wt).iter().map(Diag::key).collect();
         b.sparse = match sparse_tool::choose(sh, project, wt) {
             Sparse::Use { check, about } => match b.sparse_probe(base, &check) {
@@ -180,7 +180,7 @@ impl Builder {
         let tag = if check == "sparse" { "host" } else { "sid" };
         let probe = self.dir.join(format!("sparse-probe-{base}-{tag}.txt"));
         let check_var = format!("CHECK={check}");
-        let text = match std::fs::read_to_string(&probe) {
+        let text = match fs_err::read_to_string(&probe) {
             Ok(t) => t,
             Err(_) => {
                 let log = self.dir.join("sparse-probe.log");
@@ -200,7 +200,7 @@ impl Builder {
                         errors.len()
                     ),
                 };
-                let _ = std::fs::write(&probe, &verdict);
+                let _ = fs_err::write(&probe, &verdict);
                 verdict
             }
         };

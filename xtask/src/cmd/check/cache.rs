@@ -73,13 +73,13 @@ pub fn digest(parts: &[(&str, &str)]) -> String {
 pub fn config_inputs(sh: &Shell, project: &Project) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for dir in [project.ci_dir(), project.ci_dir().join("debug")] {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = fs_err::read_dir(&dir) else {
             continue;
         };
         for e in entries.filter_map(|e| e.ok()) {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "config") {
-                let text = std::fs::read_to_string(&p)
+                let text = fs_err::read_to_string(&p)
                     .with_context(|| format!("cannot read {}", p.display()))?;
                 let rel = p.strip_prefix(&project.root).unwrap_or(&p);
                 out.push((rel.display().to_string(), text));
@@ -89,7 +89,7 @@ pub fn config_inputs(sh: &Shell, project: &Project) -> Result<Vec<(String, Strin
     let added = git::added_files(sh, project).unwrap_or_default();
     for t in crate::common::kbuild::selftest_targets(&added) {
         let rel = format!("tools/testing/selftests/{t}/config");
-        if let Ok(text) = std::fs::read_to_string(project.tree.join(&rel)) {
+        if let Ok(text) = fs_err::read_to_string(project.tree.join(&rel)) {
             out.push((rel, text));
         }
     }

@@ -24,7 +24,7 @@ pub fn check(
     let files = files(project)?;
     let mut cp = Outcome::new(Check::Iproute2Checkpatch, Status::Pass);
     for f in &files {
-        let text = std::fs::read_to_string(f)?;
+        let text = fs_err::read_to_string(f)?;
         let name = f
             .file_name()
             .unwrap_or_default()

@@ -112,7 +112,7 @@ pub fn exported(ctx: &Ctx) -> Result<Outcome> {
             let found = std::iter::once(f.path.as_str())
                 .chain(ctx.files.iter().map(|g| g.path.as_str()))
                 .filter(|p| p.ends_with(".c") || p.ends_with(".h"))
-                .any(|p| std::fs::read_to_string(ctx.wt.join(p)).is_ok_and(|t| documents(&t)));
+                .any(|p| fs_err::read_to_string(ctx.wt.join(p)).is_ok_and(|t| documents(&t)));
             if !found {
                 findings.push(format!(
                     "{}: {}:{line}: {name}() is exported but has no kernel-doc comment",

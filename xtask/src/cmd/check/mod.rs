@@ -163,7 +163,7 @@ impl CheckArgs {
         }
         let wt = worktree(sh, project, &self.workdir)?;
         let cache = project.target_dir().join("check-cache");
-        std::fs::create_dir_all(&cache)?;
+        fs_err::create_dir_all(&cache)?;
         let mode = if self.fast { "fast" } else { "full" };
         // What every cached result depends on besides its patch and parent tree.
         let config = {
@@ -175,7 +175,7 @@ impl CheckArgs {
             digest(&parts)
         };
         let pin_path = project.root.join(crate::common::pin::PIN_FILE);
-        let pin = std::fs::read_to_string(&pin_path)
+        let pin = fs_err::read_to_string(&pin_path)
             .with_context(|| format!("cannot read the pin {}", pin_path.display()))?;
         let pin = digest(&[("kernel.toml", &pin)]);
         let mut builder = if self.fast {
@@ -205,7 +205,7 @@ impl CheckArgs {
             let cached = if self.no_cache && wanted {
                 None
             } else {
-                std::fs::read_to_string(&cache_file)
+                fs_err::read_to_string(&cache_file)
                     .ok()
                     .and_then(|t| parse_cache(&t))
             };

@@ -29,7 +29,7 @@ impl RustBuilder {
     pub fn new(sh: &Shell, project: &Project, wt: &Path, workdir: &str) -> Result<RustBuilder> {
         let bindgen = crate::common::deps::bindgen(sh, &project.cache_dir()?)?;
         let dir = project.target_dir().join(workdir).join("kbuild-rust");
-        std::fs::create_dir_all(&dir)?;
+        fs_err::create_dir_all(&dir)?;
         Ok(RustBuilder {
             project: project.clone(),
             wt: wt.to_path_buf(),
@@ -108,7 +108,7 @@ impl RustBuilder {
                     d.message
                 ));
                 if let Some(obj) = d.file.as_deref().and_then(clippy::object_of) {
-                    let _ = std::fs::remove_file(self.dir.join(obj));
+                    let _ = fs_err::remove_file(self.dir.join(obj));
                 }
             } else if out.status == Status::Pass {
                 out.details.push(format!(

@@ -239,9 +239,9 @@ fn commit_seeds(sh: &Shell, wt: &Path, tip: &str, seeds: &[Seed]) -> Result<Stri
                 | Edit::Replace { file, .. } => *file,
             };
             let path = wt.join(file);
-            let text = std::fs::read_to_string(&path)
+            let text = fs_err::read_to_string(&path)
                 .with_context(|| format!("seed {:?}: cannot read {file}", seed.name))?;
-            std::fs::write(&path, apply_edit(&text, edit)?)?;
+            fs_err::write(&path, apply_edit(&text, edit)?)?;
             files.push(file);
         }
         let msg = format!(

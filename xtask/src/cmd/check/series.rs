@@ -148,7 +148,7 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
     let dir = ctx.project.patches_dir();
     let mut findings = Vec::new();
     let path = dir.join(crate::common::series::COVER_SOURCE);
-    match std::fs::read_to_string(&path) {
+    match fs_err::read_to_string(&path) {
         Err(_) if ctx.commits.len() >= 3 => findings.push(format!(
             "patches/{}: missing; a series of 3 or more patches needs a cover letter",
             crate::common::series::COVER_SOURCE
@@ -166,7 +166,7 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
     let changes = dir
         .join(crate::common::series::send_conf::VERSIONS_DIR)
         .join(crate::common::series::send_conf::CHANGES_FILE);
-    if let Ok(text) = std::fs::read_to_string(&changes) {
+    if let Ok(text) = fs_err::read_to_string(&changes) {
         for (line, p) in placeholders(&text) {
             findings.push(format!(
                 "patches/{}/{}:{line}: placeholder `{p}`",
@@ -229,7 +229,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         crate::common::series::send_conf::CONFIG_FILE
     );
     let infos = crate::common::git::patch_infos(ctx.sh, ctx.project, ctx.commits)?;
-    let cover = std::fs::read_to_string(
+    let cover = fs_err::read_to_string(
         ctx.project
             .patches_dir()
             .join(crate::common::series::COVER_SOURCE),
@@ -252,7 +252,7 @@ fn plan_check(ctx: &SeriesCtx) -> Result<Outcome> {
         };
         let mut written = Vec::new();
         for f in &files {
-            let text = std::fs::read_to_string(f)?;
+            let text = fs_err::read_to_string(f)?;
             let name = f.file_name().unwrap().to_string_lossy().to_string();
             written.push((name, plan::mail_subject(&text).unwrap_or_default()));
         }
@@ -339,7 +339,7 @@ fn selftests(ctx: &SeriesCtx) -> Result<Outcome> {
     for d in &dirs {
         let root = format!("tools/testing/selftests/{d}");
         let mk_path = format!("{root}/Makefile");
-        let mk = std::fs::read_to_string(ctx.wt.join(&mk_path)).unwrap_or_default();
+        let mk = fs_err::read_to_string(ctx.wt.join(&mk_path)).unwrap_or_default();
         let mut listed = Vec::new();
         for var in [
             "TEST_PROGS",
@@ -376,7 +376,7 @@ fn selftests(ctx: &SeriesCtx) -> Result<Outcome> {
             }
         }
         let cfg_path = format!("{root}/config");
-        if let Ok(text) = std::fs::read_to_string(ctx.wt.join(&cfg_path)) {
+        if let Ok(text) = fs_err::read_to_string(ctx.wt.join(&cfg_path)) {
             let lines: Vec<String> = text
                 .lines()
                 .filter(|l| l.starts_with("CONFIG_"))

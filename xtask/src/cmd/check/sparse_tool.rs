@@ -100,7 +100,7 @@ fn sid_sparse(sh: &Shell, cache: &Path) -> Result<PathBuf> {
     let uri = apt::uri(std::env::var("RDMABOND_DEBIAN_MIRROR").ok().as_deref())?;
     let apt = PrivateApt::update(sh, cache, "apt-sid", &uri, "sid", "main")?;
     let tmp = cache.join("tools/sparse-sid.tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = fs_err::remove_dir_all(&tmp);
     let debs = tmp.join("debs");
     let specs = ["sparse".to_string(), "libc6".to_string()];
     let out = apt.download(sh, &specs, &debs)?;
@@ -112,8 +112,8 @@ fn sid_sparse(sh: &Shell, cache: &Path) -> Result<PathBuf> {
         );
     }
     let root = tmp.join("root");
-    std::fs::create_dir_all(&root)?;
-    for e in std::fs::read_dir(&debs)? {
+    fs_err::create_dir_all(&root)?;
+    for e in fs_err::read_dir(&debs)? {
         let deb = e?.path();
         if deb.extension().is_some_and(|x| x == "deb") {
             cmd!(sh, "dpkg-deb -x {deb} {root}")
@@ -137,13 +137,13 @@ fn sid_sparse(sh: &Shell, cache: &Path) -> Result<PathBuf> {
         &lib,
         &final_root.join("usr/bin/sparse"),
     );
-    std::fs::write(tmp.join("sparse"), script)?;
+    fs_err::write(tmp.join("sparse"), script)?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.join("sparse"), std::fs::Permissions::from_mode(0o755))?;
+        fs_err::set_permissions(tmp.join("sparse"), std::fs::Permissions::from_mode(0o755))?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir)
+    let _ = fs_err::remove_dir_all(&dir);
+    fs_err::rename(&tmp, &dir)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
     eprintln!(
         "check: fetched Debian sid's sparse into {} (run with sid's C library)",

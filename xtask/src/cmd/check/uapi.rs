@@ -96,7 +96,7 @@ pub fn append_only(ctx: &Ctx, before: Option<Enums>) -> Result<Outcome> {
         return Ok(Outcome::new(Check::UapiEnum, Status::NotApplicable));
     };
     let after = header_enums(&ctx.wt, HEADER)?;
-    let text = std::fs::read_to_string(ctx.wt.join(HEADER)).unwrap_or_default();
+    let text = fs_err::read_to_string(ctx.wt.join(HEADER)).unwrap_or_default();
     let findings = not_appended(&before, &after)
         .into_iter()
         .map(|m| {
@@ -218,8 +218,8 @@ pub fn series_check(ctx: &SeriesCtx) -> Result<Outcome> {
         return Ok(Outcome::new(Check::Uapi, Status::NotApplicable));
     }
     let spec = spec_attrs(&ctx.wt.join(SPEC))?;
-    let policy = std::fs::read_to_string(ctx.wt.join(POLICY)).unwrap_or_default();
-    let text = std::fs::read_to_string(ctx.wt.join(HEADER))?;
+    let policy = fs_err::read_to_string(ctx.wt.join(POLICY)).unwrap_or_default();
+    let text = fs_err::read_to_string(ctx.wt.join(HEADER))?;
     let findings = compare(&header, &spec, &policy_attrs(&policy))
         .into_iter()
         .map(|(name, msg)| {

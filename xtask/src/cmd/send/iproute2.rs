@@ -133,7 +133,7 @@ pub fn send(
     me: &Identity,
 ) -> Result<()> {
     let conf_path = project.patches_dir().join(DIR).join(SEND_CONF);
-    let conf = match std::fs::read_to_string(&conf_path) {
+    let conf = match fs_err::read_to_string(&conf_path) {
         Ok(t) => {
             SendConfig::parse(&t).with_context(|| format!("invalid {}", conf_path.display()))?
         }
@@ -152,17 +152,17 @@ pub fn send(
     };
     let files = files(project)?;
     let dir = out.join(DIR);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    let _ = fs_err::remove_dir_all(&dir);
+    fs_err::create_dir_all(&dir)?;
     let all: Vec<String> = files
         .iter()
-        .map(std::fs::read_to_string)
+        .map(fs_err::read_to_string)
         .collect::<std::io::Result<_>>()?;
     let touched: Vec<String> = all.iter().flat_map(|t| touched(t)).collect();
     let (to, cc) = match arg.checkout() {
         Some(c) => {
             let wt = prepare(sh, project, c)?;
-            let m = std::fs::read_to_string(wt.join("MAINTAINERS")).unwrap_or_default();
+            let m = fs_err::read_to_string(wt.join("MAINTAINERS")).unwrap_or_default();
             recipients(&m, &touched)
         }
         None => {
@@ -200,7 +200,7 @@ pub fn send(
             n => format!("v{n}-{}", name.to_string_lossy()),
         };
         let dst = dir.join(name);
-        std::fs::write(&dst, mail)?;
+        fs_err::write(&dst, mail)?;
         written.push(dst);
     }
     if let Some(c) = arg.checkout() {

@@ -187,14 +187,14 @@ impl SendArgs {
         }
         let n = conf.version;
         let out = project.target_dir().join("series").join(format!("v{n}"));
-        let _ = std::fs::remove_dir_all(&out);
-        std::fs::create_dir_all(&out)?;
+        let _ = fs_err::remove_dir_all(&out);
+        fs_err::create_dir_all(&out)?;
         let wt = worktree(sh, project, "send")?;
         let scratch = project.target_dir().join("send");
 
         // The neutral series, one mail per commit.
         let neutral_dir = scratch.join("neutral");
-        let _ = std::fs::remove_dir_all(&neutral_dir);
+        let _ = fs_err::remove_dir_all(&neutral_dir);
         {
             let _d = sh.push_dir(&wt);
             let range = format!("{base}..{tip}");
@@ -243,7 +243,7 @@ impl SendArgs {
         // Nothing that names a placeholder address may go out.
         let mut bad = Vec::new();
         for f in &all {
-            let text = std::fs::read_to_string(f)?;
+            let text = fs_err::read_to_string(f)?;
             for (line, addr) in identity::placeholder_addresses(&text) {
                 bad.push(format!("{}:{line}: {addr}", f.display()));
             }
@@ -316,13 +316,13 @@ impl SendArgs {
             .target_dir()
             .join("send")
             .join(format!("{}-src", part.tree));
-        let _ = std::fs::remove_dir_all(&src);
-        std::fs::create_dir_all(&src)?;
+        let _ = fs_err::remove_dir_all(&src);
+        fs_err::create_dir_all(&src)?;
         let mut sources = Vec::new();
         for &i in &numbers {
             let from = &neutral[i - 1];
             let mut text = identity::rewrite(
-                &std::fs::read_to_string(from)
+                &fs_err::read_to_string(from)
                     .with_context(|| format!("cannot read {}", from.display()))?,
                 &Identity::neutral(),
                 me,
@@ -331,7 +331,7 @@ impl SendArgs {
                 text = identity::add_trailer(&text, plan::STABLE_CC);
             }
             let dst = src.join(from.file_name().unwrap());
-            std::fs::write(&dst, text)?;
+            fs_err::write(&dst, text)?;
             sources.push(dst);
         }
         let part_tip = am(sh, wt, base, &sources, me).with_context(|| {
@@ -410,8 +410,8 @@ impl SendArgs {
                 .output()
                 .context("cannot run scripts/get_maintainer.pl")?;
             let (to, cc) = split_recipients(&String::from_utf8_lossy(&gm.stdout));
-            let text = std::fs::read_to_string(p)?;
-            std::fs::write(p, add_recipients(&text, &to, &cc))?;
+            let text = fs_err::read_to_string(p)?;
+            fs_err::write(p, add_recipients(&text, &to, &cc))?;
             for a in to {
                 if !all_to.contains(&a) {
                     all_to.push(a);
@@ -427,10 +427,10 @@ impl SendArgs {
 
         // The cover letter: subject and text from patches/, then the changelog.
         if let Some(cover) = &cover {
-            let src = std::fs::read_to_string(project.patches_dir().join(series::COVER_SOURCE))
+            let src = fs_err::read_to_string(project.patches_dir().join(series::COVER_SOURCE))
                 .context("patches/cover-letter.txt is missing")?;
             let (subject, mut body) = series::parse_cover(&src)?;
-            let changes = std::fs::read_to_string(versions.join(CHANGES_FILE)).unwrap_or_default();
+            let changes = fs_err::read_to_string(versions.join(CHANGES_FILE)).unwrap_or_default();
             if !changes.trim().is_empty() {
                 body.push_str("\n\n");
                 body.push_str(changes.trim_end());
@@ -439,13 +439,13 @@ impl SendArgs {
                     "v{n} needs a changelog: write `Changes in v{n}:` into patches/{VERSIONS_DIR}/{CHANGES_FILE}"
                 );
             }
-            let generated = std::fs::read_to_string(cover)?;
+            let generated = fs_err::read_to_string(cover)?;
             let date = mail_date(&generated).unwrap_or_default().to_string();
             let filled = series::fill_cover(&generated, &subject, &body, &date);
-            std::fs::write(cover, add_recipients(&filled, &all_to, &all_cc))?;
+            fs_err::write(cover, add_recipients(&filled, &all_to, &all_cc))?;
         }
         if let Some(cover) = &cover {
-            let text = std::fs::read_to_string(cover)?;
+            let text = fs_err::read_to_string(cover)?;
             if let Some((line, p)) = series::placeholders(&text).first() {
                 bail!(
                     "{}:{line}: placeholder `{p}` in the cover letter",
@@ -543,18 +543,18 @@ fn bump(project: &Project, versions: &Path, conf: &SendConfig) -> Result<()> {
                     dir.display()
                 )
             })?;
-        std::fs::create_dir_all(keep.join(&part.tree))?;
+        fs_err::create_dir_all(keep.join(&part.tree))?;
         for f in &files {
-            std::fs::copy(f, keep.join(&part.tree).join(f.file_name().unwrap()))?;
+            fs_err::copy(f, keep.join(&part.tree).join(f.file_name().unwrap()))?;
             copied += 1;
         }
     }
     let path = SendConfig::path(project);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs_err::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     crate::common::util::write_atomic(&path, set_version(&text, n + 1).as_bytes())?;
     let changes = versions.join(CHANGES_FILE);
-    let old = std::fs::read_to_string(&changes).unwrap_or_default();
+    let old = fs_err::read_to_string(&changes).unwrap_or_default();
     crate::common::util::write_atomic(&changes, changelog_stub(&old, n + 1).as_bytes())?;
     println!(
         "recorded v{n} ({copied} files) in {}; next is v{}: describe the changes in {} (check fails while it says TODO), then commit patches/{VERSIONS_DIR}",

@@ -151,7 +151,7 @@ impl<'a> Stage<'a> {
         }
         // KUnit's KTAP from the console as it came (not re-read from console.log).
         let kunit = ktap::kunit_cases(&outcome.vm.console);
-        let dotconfig = std::fs::read_to_string(built.dir.join(".config")).unwrap_or_default();
+        let dotconfig = fs_err::read_to_string(built.dir.join(".config")).unwrap_or_default();
         cases.extend(missing_kunit_suites(
             &config::parse_dotconfig(&dotconfig),
             &kunit,
@@ -550,7 +550,7 @@ fn run_tests(
     let mut payload = match &built.kselftest {
         Some(_) if stage.filter.is_some() && stage.consumer() => String::new(),
         Some(dir) => {
-            let list = std::fs::read_to_string(dir.join("kselftest-list.txt"))
+            let list = fs_err::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
             let mut picked = stage.select(&list)?;
             if picked.is_empty() {
@@ -558,7 +558,7 @@ fn run_tests(
             }
             for t in &picked {
                 let collection = t.split_once(':').map_or(t.as_str(), |(c, _)| c);
-                let settings = std::fs::read_to_string(dir.join(collection).join("settings")).ok();
+                let settings = fs_err::read_to_string(dir.join(collection).join("settings")).ok();
                 started.push((t.clone(), timeout_words(settings.as_deref())));
             }
             selftest_payload(&vm::guest_path(&project.root, dir)?, &picked)

@@ -153,7 +153,7 @@ pub fn gate(log_text: &str, tree: &Path, dir: &Path, log: &Path) -> Result<()> {
     }
     for d in &diags {
         if let Some(obj) = d.file.as_deref().and_then(object_of) {
-            let _ = std::fs::remove_file(dir.join(obj));
+            let _ = fs_err::remove_file(dir.join(obj));
         }
     }
     let list: Vec<String> = diags
@@ -222,20 +222,20 @@ warning: `kernel` (lib) generated 1 warning
     fn dotfiles_come_from_the_first_tree_that_has_them() {
         let base = std::env::temp_dir().join(format!("xtask-dot-{}", std::process::id()));
         let (wt, main) = (base.join("wt"), base.join("main"));
-        std::fs::create_dir_all(&wt).unwrap();
-        std::fs::create_dir_all(&main).unwrap();
-        std::fs::write(main.join(".clippy.toml"), "msrv = \"1.85.0\"\n").unwrap();
+        fs_err::create_dir_all(&wt).unwrap();
+        fs_err::create_dir_all(&main).unwrap();
+        fs_err::write(main.join(".clippy.toml"), "msrv = \"1.85.0\"\n").unwrap();
         assert_eq!(conf_dir(&[&wt, &main]).unwrap(), main);
         let err = format!("{:#}", kernel_dotfile(&[&wt], ".rustfmt.toml").unwrap_err());
         assert!(err.contains(".rustfmt.toml is missing"), "{err}");
-        let _ = std::fs::remove_dir_all(&base);
+        let _ = fs_err::remove_dir_all(&base);
     }
 
     #[test]
     fn gate_fails_and_forgets_objects() {
         let dir = std::env::temp_dir().join(format!("xtask-clippy-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("rust")).unwrap();
-        std::fs::write(dir.join("rust/kernel.o"), "x").unwrap();
+        fs_err::create_dir_all(dir.join("rust")).unwrap();
+        fs_err::write(dir.join("rust/kernel.o"), "x").unwrap();
         let err = gate(LOG, Path::new("/k"), &dir, Path::new("build.log")).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("2 Rust warning(s)"), "{msg}");
@@ -248,6 +248,6 @@ warning: `kernel` (lib) generated 1 warning
             Path::new("l")
         )
         .is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = fs_err::remove_dir_all(&dir);
     }
 }

@@ -141,7 +141,7 @@ impl<'a> Make<'a> {
                 watch(child, log, name, count_file)?
             }
         };
-        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let text = fs_err::read_to_string(log).unwrap_or_default();
         Ok((ok, text))
     }
 
@@ -169,7 +169,7 @@ fn watch(
     what: &str,
     count_file: &Path,
 ) -> Result<bool> {
-    let expected: Option<usize> = std::fs::read_to_string(count_file)
+    let expected: Option<usize> = fs_err::read_to_string(count_file)
         .ok()
         .and_then(|t| t.trim().parse().ok());
     let start = Instant::now();

@@ -117,7 +117,7 @@ pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
         if !name.starts_with("Kconfig") {
             continue;
         }
-        let text = std::fs::read_to_string(project.tree.join(&f))
+        let text = fs_err::read_to_string(project.tree.join(&f))
             .with_context(|| format!("cannot read {f}"))?;
         for o in config::needs_builtin(&text, SERIES_OPTIONS) {
             if !out.contains(&o) {
@@ -130,7 +130,7 @@ pub fn builtin_only(sh: &Shell, project: &Project) -> Result<Vec<String>> {
 
 /// ci/*.config in name order (without ci/rust.config unless `rust`).
 fn ci_fragments(project: &Project, rust: bool) -> Result<Vec<Vec<Want>>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(project.ci_dir())
+    let mut files: Vec<PathBuf> = fs_err::read_dir(project.ci_dir())
         .with_context(|| format!("cannot read {}", project.ci_dir().display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "config"))
@@ -228,7 +228,7 @@ pub fn fragments(
     for name in debug {
         let f = project.root.join(name);
         let text =
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
+            fs_err::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?;
         out.push(config::parse_fragment(&text, name)?);
     }
     Ok(out)
@@ -239,7 +239,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     deps::ensure(sh, "the kernel build", deps::BUILD)?;
     let bindgen = deps::bindgen(sh, &project.cache_dir()?)?;
     let dir = project.build_dir(variant.name());
-    std::fs::create_dir_all(&dir)?;
+    fs_err::create_dir_all(&dir)?;
     let targets = selftest_targets(&git::added_files(sh, project)?);
     let builtin_only = if variant.modular() {
         builtin_only(sh, project)?
@@ -257,7 +257,7 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
     let fragment = config::render(&wants);
     let frag_path = dir.join("xtask.fragment");
     let dotconfig = dir.join(".config");
-    let stale = std::fs::read_to_string(&frag_path).ok().as_deref() != Some(fragment.as_str())
+    let stale = fs_err::read_to_string(&frag_path).ok().as_deref() != Some(fragment.as_str())
         || !dotconfig.is_file();
     if stale {
         write_atomic(&frag_path, fragment.as_bytes())?;
@@ -271,11 +271,11 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
             .rust(&bindgen)
             .run_ok(&[&alloc, "allnoconfig"], &dir.join("config.log"))?;
     }
-    let have = config::parse_dotconfig(&std::fs::read_to_string(&dotconfig)?);
+    let have = config::parse_dotconfig(&fs_err::read_to_string(&dotconfig)?);
     let lost = config::dropped(&wants, &have);
     if !lost.is_empty() {
         // Force a fresh allnoconfig next time, after the fragments are fixed.
-        let _ = std::fs::remove_file(&frag_path);
+        let _ = fs_err::remove_file(&frag_path);
         bail!(
             "{}",
             config::dropped_error(&lost, &dir.display().to_string())
@@ -313,14 +313,14 @@ pub fn build(sh: &Shell, project: &Project, variant: Variant, config_only: bool)
         .run_ok(&refs, &build_log)?;
     let mut checks = Vec::new();
     if rust {
-        let text = std::fs::read_to_string(&build_log)?;
+        let text = fs_err::read_to_string(&build_log)?;
         clippy::gate(&text, &project.tree, &dir, &build_log)?;
         let linted = clippy::linted(&text);
         checks.push(format!(
             "kernel Rust code: CLIPPY=1 build with no warnings ({linted} object(s) linted now)"
         ));
     }
-    let _ = std::fs::remove_dir_all(&modroot);
+    let _ = fs_err::remove_dir_all(&modroot);
     let mod_path = format!("INSTALL_MOD_PATH={}", modroot.display());
     Make::new(project, &project.tree, &dir)
         .rust(&bindgen)

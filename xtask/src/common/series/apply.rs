@@ -139,7 +139,7 @@ impl AmFailure {
             .unwrap_or_else(|| "git am failed".to_string());
         let mut msg = format!("patches/{name} does not apply: {cause}");
         if let Some((file, line)) = &self.hunk {
-            if let Ok(text) = std::fs::read_to_string(dir.join(&name)) {
+            if let Ok(text) = fs_err::read_to_string(dir.join(&name)) {
                 if let Some(h) = find_hunk(&text, file, *line) {
                     msg.push_str(&format!("\nfailing hunk ({file}:{line}):\n{h}"));
                 }

@@ -30,8 +30,8 @@ pub fn generate(
     files.insert(COVER_SOURCE.to_string(), cover_src.clone());
 
     let tmp = project.target_dir().join("export-tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
+    let _ = fs_err::remove_dir_all(&tmp);
+    fs_err::create_dir_all(&tmp)?;
     let range = format!("{base}..{tip}");
     let count: usize = {
         let _d = sh.push_dir(&project.tree);
@@ -63,13 +63,13 @@ pub fn generate(
         let date = cmd!(sh, "git log -1 --format=%aD {tip}").quiet().read()?;
         let fmt = "--format=%an <%ae>";
         let from = cmd!(sh, "git log -1 {fmt} {tip}").quiet().read()?;
-        let mut names: Vec<String> = std::fs::read_dir(&tmp)?
+        let mut names: Vec<String> = fs_err::read_dir(&tmp)?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().to_string())
             .collect();
         names.sort();
         for name in names {
-            let text = std::fs::read_to_string(tmp.join(&name))?;
+            let text = fs_err::read_to_string(tmp.join(&name))?;
             let text = if name == COVER_PATCH {
                 fix_from(
                     &series::fill_cover(&text, &subject, &body, date.trim()),
@@ -82,7 +82,7 @@ pub fn generate(
             files.insert(name, text);
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
+    let _ = fs_err::remove_dir_all(&tmp);
     files.insert(SERIES_FILE.to_string(), series::render_series(&order));
     Ok(files)
 }

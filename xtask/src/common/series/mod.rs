@@ -77,7 +77,7 @@ pub fn load(dir: &Path) -> Result<Stored> {
     }
     let series_path = dir.join(SERIES_FILE);
     if series_path.is_file() {
-        let text = std::fs::read_to_string(&series_path)
+        let text = fs_err::read_to_string(&series_path)
             .with_context(|| format!("cannot read {}", series_path.display()))?;
         stored.order =
             parse_series(&text).with_context(|| format!("invalid {}", series_path.display()))?;
@@ -87,7 +87,7 @@ pub fn load(dir: &Path) -> Result<Stored> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".patch") || name == COVER_SOURCE {
-            let text = std::fs::read_to_string(entry.path())
+            let text = fs_err::read_to_string(entry.path())
                 .with_context(|| format!("cannot read {}", entry.path().display()))?;
             stored.files.insert(name, text);
         }
@@ -203,20 +203,20 @@ mod tests {
     #[test]
     fn load_checks_the_list_against_the_files() {
         let dir = std::env::temp_dir().join(format!("xtask-series-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("series"), "0001-a.patch\n").unwrap();
+        let _ = fs_err::remove_dir_all(&dir);
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join("series"), "0001-a.patch\n").unwrap();
         let err = format!("{:#}", load(&dir).unwrap_err());
         assert!(err.contains("not in patches/"), "{err}");
-        std::fs::write(dir.join("0001-a.patch"), "x").unwrap();
-        std::fs::write(dir.join("0002-b.patch"), "y").unwrap();
+        fs_err::write(dir.join("0001-a.patch"), "x").unwrap();
+        fs_err::write(dir.join("0002-b.patch"), "y").unwrap();
         let err = format!("{:#}", load(&dir).unwrap_err());
         assert!(err.contains("0002-b.patch is not listed"), "{err}");
-        std::fs::remove_file(dir.join("0002-b.patch")).unwrap();
+        fs_err::remove_file(dir.join("0002-b.patch")).unwrap();
         let stored = load(&dir).unwrap();
         assert_eq!(stored.order, vec!["0001-a.patch"]);
         assert_eq!(patch_paths(&dir, &stored), vec![dir.join("0001-a.patch")]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl SendConfig {
 
     pub fn load(project: &Project) -> Result<SendConfig> {
         let path = Self::path(project);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let text = fs_err::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read {}: create it with `version = 1` and a [tree] section per posting \
                  (see Documentation/workflow.md)",
@@ -169,7 +169,7 @@ pub fn set_version(text: &str, version: u32) -> String {
 
 /// The .patch files of a directory in order (the cover letter, numbered 0000, first).
 pub fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut v: Vec<PathBuf> = fs_err::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "patch"))
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn the_committed_plan_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches/versions/send.conf");
-        let c = SendConfig::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let c = SendConfig::parse(&fs_err::read_to_string(path).unwrap()).unwrap();
         assert_eq!(c.parts[0].tree, "rdma-rc");
         assert!(c.parts[0].stable);
         assert_eq!(c.parts[1].tree, "rdma-next");

@@ -282,7 +282,7 @@ fn qemu_command(run: &Run, output: &Path, init: &Path) -> Command {
 
 /// Boots the guest and runs the payload, streaming payload lines to `on_line`.
 pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
-    std::fs::create_dir_all(&run.dir)?;
+    fs_err::create_dir_all(&run.dir)?;
     if !run.image.is_file() {
         bail!(
             "no kernel image at {}: run `cargo xtask build`",
@@ -298,7 +298,7 @@ pub fn run(run: &Run, mut on_line: impl FnMut(f64, &str)) -> Result<Outcome> {
     write_atomic(&run.dir.join("payload.sh"), run.payload.as_bytes())?;
     let console = run.dir.join("console.log");
     let output = run.dir.join("output.log");
-    let _ = std::fs::remove_file(&output);
+    let _ = fs_err::remove_file(&output);
     std::fs::File::create(&output)?;
 
     let mut child = qemu_command(run, &output, &init)
@@ -436,9 +436,9 @@ fn pump(reader: impl Read, tx: mpsc::Sender<String>) {
 
 fn set_executable(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mut p = std::fs::metadata(path)?.permissions();
+    let mut p = fs_err::metadata(path)?.permissions();
     p.set_mode(0o755);
-    std::fs::set_permissions(path, p)?;
+    fs_err::set_permissions(path, p)?;
     Ok(())
 }
 
@@ -560,7 +560,7 @@ mod tests {
     #[test]
     fn tail_returns_complete_lines_only() {
         let p = std::env::temp_dir().join(format!("xtask-tail-{}", std::process::id()));
-        std::fs::write(&p, "a\nb").unwrap();
+        fs_err::write(&p, "a\nb").unwrap();
         let mut t = Tail::new(&p).unwrap();
         assert_eq!(t.read_lines().unwrap(), vec!["a"]);
         use std::io::Write;
@@ -571,6 +571,6 @@ mod tests {
             .write_all(b"c\nd\n")
             .unwrap();
         assert_eq!(t.read_lines().unwrap(), vec!["bc", "d"]);
-        std::fs::remove_file(&p).unwrap();
+        fs_err::remove_file(&p).unwrap();
     }
 }

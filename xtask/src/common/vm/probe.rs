@@ -15,12 +15,12 @@ const FAILED_FOR: Duration = Duration::from_secs(6 * 3600);
 /// What the verdict depends on: the host kernel, whether /dev/kvm exists, and the
 /// QEMU binary (its path and modification time, which an upgrade changes).
 fn probe_key() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let host = fs_err::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let kvm = Path::new("/dev/kvm").exists();
     let qemu = crate::common::util::which("qemu-system-x86_64");
     let qemu_time = qemu
         .as_deref()
-        .and_then(|q| std::fs::metadata(q).ok())
+        .and_then(|q| fs_err::metadata(q).ok())
         .and_then(|m| m.modified().ok())
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
@@ -58,7 +58,7 @@ pub fn cached_probe(project: &Project, image: &Path) -> Result<bool> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if let Ok(text) = std::fs::read_to_string(&file) {
+    if let Ok(text) = fs_err::read_to_string(&file) {
         if let Some(works) = cached_verdict(&text, &key, now) {
             eprintln!("KVM probe result cached in {}", file.display());
             return Ok(works);
