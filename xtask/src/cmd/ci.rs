@@ -67,15 +67,19 @@ fn uapi_test(project: &Project) -> Result<Counts> {
             include.join("linux/if_link.h").display()
         );
     }
-    let out =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(&project.root)
-            .args(["test", "--quiet", "-p", "rdmabond-consumer", "--target-dir"])
-            .arg(crate::common::consumer::target_dir(project))
-            .args(["--", "--exact", UAPI_TEST])
-            .env("RDMABOND_UAPI_INCLUDE", &include)
-            .output()
-            .with_context(|| format!("cannot run cargo test for {UAPI_TEST}"))?;
+    let sh = Shell::new()?;
+    let _d = sh.push_dir(&project.root);
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target = crate::common::consumer::target_dir(project);
+    let out = cmd!(
+        sh,
+        "{cargo} test --quiet -p rdmabond-consumer --target-dir {target} -- --exact {UAPI_TEST}"
+    )
+    .env("RDMABOND_UAPI_INCLUDE", &include)
+    .quiet()
+    .ignore_status()
+    .output()
+    .with_context(|| format!("cannot run cargo test for {UAPI_TEST}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));

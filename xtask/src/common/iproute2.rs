@@ -13,7 +13,6 @@
 //! - send writes them as their own series, target/series/vN/iproute2/.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -267,9 +266,10 @@ pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
     crate::common::deps::ensure(sh, "the iproute2 build", BUILD_DEPS)?;
     let wt = prepare(sh, project, checkout)?;
     if !wt.join("config.mk").is_file() {
-        let out = Command::new("sh")
-            .arg("configure")
-            .current_dir(&wt)
+        let _d = sh.push_dir(&wt);
+        let out = cmd!(sh, "sh configure")
+            .quiet()
+            .ignore_status()
             .output()
             .context("cannot run iproute2's configure")?;
         if !out.status.success() {
@@ -281,12 +281,15 @@ pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
         }
     }
     eprintln!("iproute2: building ip in {}", wt.display());
-    let out = Command::new("make")
-        .arg(format!("-j{}", jobs()))
-        .arg("SUBDIRS=lib ip")
-        .current_dir(&wt)
-        .output()
-        .context("cannot run make")?;
+    let (jobs, subdirs) = (format!("-j{}", jobs()), "SUBDIRS=lib ip");
+    let out = {
+        let _d = sh.push_dir(&wt);
+        cmd!(sh, "make {jobs} {subdirs}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("cannot run make")?
+    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -300,8 +303,9 @@ pub fn build(sh: &Shell, project: &Project, checkout: &Path) -> Result<Built> {
     let ip = ip_path(project);
     fs_err::copy(wt.join("ip/ip"), &ip)
         .with_context(|| format!("cannot copy ip to {}", ip.display()))?;
-    let help = Command::new(&ip)
-        .args(["link", "help", "rdmabond"])
+    let help = cmd!(sh, "{ip} link help rdmabond")
+        .quiet()
+        .ignore_status()
         .output()
         .with_context(|| format!("cannot run {}", ip.display()))?;
     if !String::from_utf8_lossy(&help.stdout).contains("failback_delay") {
@@ -371,6 +375,7 @@ pub fn detach_at(sh: &Shell, wt: &Path, rev: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn base_commit_and_touched_files() {

@@ -1,10 +1,11 @@
 //! checkpatch --strict --codespell with the netdev CI's ignore list.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
 
 use super::{Check, Ctx, Outcome, Status};
 use crate::common::deps::CODESPELL_DICT;
@@ -67,24 +68,27 @@ pub fn invoke(
     if !extra_ignore.is_empty() {
         ignore = format!("{ignore},{extra_ignore}");
     }
-    let mut command = Command::new("perl");
-    command
-        .arg(wt.join("scripts/checkpatch.pl"))
-        .args(["--strict", "--show-types"])
-        .arg(format!("--max-line-length={max_line}"))
-        .arg(format!("--ignore={ignore}"));
+    let script = wt.join("scripts/checkpatch.pl");
+    let mut args: Vec<OsString> = vec![
+        "--strict".into(),
+        "--show-types".into(),
+        format!("--max-line-length={max_line}").into(),
+        format!("--ignore={ignore}").into(),
+    ];
     let spell = Path::new(CODESPELL_DICT).is_file();
     if spell {
-        command
-            .arg("--codespell")
-            .arg(format!("--codespellfile={CODESPELL_DICT}"));
+        args.push("--codespell".into());
+        args.push(format!("--codespellfile={CODESPELL_DICT}").into());
     }
+    args.extend(target.iter().map(|t| t.to_os_string()));
     // spdxcheck.py must find the system python with its modules (git, ply).
     let path = std::env::var("PATH").unwrap_or_default();
-    let out = command
-        .args(target)
-        .current_dir(wt)
+    let sh = Shell::new()?;
+    let _d = sh.push_dir(wt);
+    let out = cmd!(sh, "perl {script} {args...}")
         .env("PATH", format!("/usr/bin:{path}"))
+        .quiet()
+        .ignore_status()
         .output()
         .context("cannot run scripts/checkpatch.pl")?;
     Ok((out, spell))

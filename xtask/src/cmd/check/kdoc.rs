@@ -2,11 +2,11 @@
 //! function a patch exports.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
 use regex::Regex;
+use xshell::cmd;
 
 use super::{Check, Ctx, Outcome, Status};
 use crate::common::util::without_lines;
@@ -21,10 +21,11 @@ pub fn run_kdoc(ctx: &Ctx) -> Result<Vec<String>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
-    let out = Command::new(ctx.wt.join("scripts/kernel-doc"))
-        .args(["-Wall", "-none"])
-        .args(&files)
-        .current_dir(&ctx.wt)
+    let kernel_doc = ctx.wt.join("scripts/kernel-doc");
+    let _d = ctx.sh.push_dir(&ctx.wt);
+    let out = cmd!(ctx.sh, "{kernel_doc} -Wall -none {files...}")
+        .quiet()
+        .ignore_status()
         .output()
         .context("cannot run scripts/kernel-doc")?;
     let text = format!(

@@ -3,7 +3,6 @@
 //! MAINTAINERS coverage of new files, selftest Makefile and config, YNL specs.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
@@ -284,13 +283,16 @@ fn maintainers(ctx: &SeriesCtx) -> Result<Outcome> {
     }
     let mut findings = Vec::new();
     for f in &added {
-        let out = Command::new("perl")
-            .arg(ctx.wt.join("scripts/get_maintainer.pl"))
-            .args(["--sections", "--no-git", "--no-git-fallback", "-f"])
-            .arg(f)
-            .current_dir(ctx.wt)
-            .output()
-            .context("cannot run scripts/get_maintainer.pl")?;
+        let script = ctx.wt.join("scripts/get_maintainer.pl");
+        let _d = ctx.sh.push_dir(ctx.wt);
+        let out = cmd!(
+            ctx.sh,
+            "perl {script} --sections --no-git --no-git-fallback -f {f}"
+        )
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run scripts/get_maintainer.pl")?;
         let text = String::from_utf8_lossy(&out.stdout);
         let sections = section_names(&text);
         if sections.iter().all(|s| s == "THE REST") {
@@ -410,12 +412,10 @@ fn ynl(ctx: &SeriesCtx) -> Result<Outcome> {
     let cli = ctx.wt.join("tools/net/ynl/pyynl/cli.py");
     let mut findings = Vec::new();
     for s in &specs {
-        let out = Command::new("python3")
-            .arg(&cli)
-            .arg("--spec")
-            .arg(s)
-            .arg("--validate")
-            .current_dir(ctx.wt)
+        let _d = ctx.sh.push_dir(ctx.wt);
+        let out = cmd!(ctx.sh, "python3 {cli} --spec {s} --validate")
+            .quiet()
+            .ignore_status()
             .output()
             .context("cannot run tools/net/ynl/pyynl/cli.py")?;
         if !out.status.success() {

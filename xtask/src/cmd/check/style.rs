@@ -3,7 +3,6 @@
 //! Signed-off-by; shellcheck and yamllint on touched files; Rust formatting.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use xshell::cmd;
@@ -211,17 +210,22 @@ fn run_tool(ctx: &Ctx, tool: &'static str, file: &str) -> Result<Vec<String>> {
     let path = ctx.wt.join(file);
     let dir = path.parent().unwrap_or(&ctx.wt).to_path_buf();
     let name = path.file_name().unwrap_or_default().to_owned();
+    let sh = ctx.sh;
     let out = match tool {
-        "shellcheck" => Command::new("shellcheck")
-            .args(["-x", "-e", "SC2317", "-e", "SC2329", "-f", "gcc"])
-            .arg(&name)
-            .current_dir(&dir)
-            .output(),
-        _ => Command::new("yamllint")
-            .args(["-f", "parsable"])
-            .arg(&path)
-            .current_dir(&ctx.wt)
-            .output(),
+        "shellcheck" => {
+            let _d = sh.push_dir(&dir);
+            cmd!(sh, "shellcheck -x -e SC2317 -e SC2329 -f gcc {name}")
+                .quiet()
+                .ignore_status()
+                .output()
+        }
+        _ => {
+            let _d = sh.push_dir(&ctx.wt);
+            cmd!(sh, "yamllint -f parsable {path}")
+                .quiet()
+                .ignore_status()
+                .output()
+        }
     }
     .with_context(|| format!("cannot run {tool}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -320,13 +324,15 @@ pub fn rust(ctx: &Ctx) -> Result<Outcome> {
         &[&ctx.wt, &ctx.project.tree],
         ".rustfmt.toml",
     )?;
-    let out = Command::new(rustfmt)
-        .args(["--check", "--edition", "2021", "--config-path"])
-        .arg(config)
-        .args(&files)
-        .current_dir(&ctx.wt)
-        .output()
-        .context("cannot run rustfmt")?;
+    let _d = ctx.sh.push_dir(&ctx.wt);
+    let out = cmd!(
+        ctx.sh,
+        "{rustfmt} --check --edition 2021 --config-path {config} {files...}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()
+    .context("cannot run rustfmt")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut findings: Vec<String> = text
         .lines()

@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
 use regex::Regex;
-use xshell::cmd;
+use xshell::{cmd, Shell};
 
 use super::series::SeriesCtx;
 use super::{Check, Ctx, Outcome, Status};
@@ -137,10 +136,10 @@ for s in spec.get('attribute-sets', []):
         print(c, val)
         val += 1
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(spec)
+    let sh = Shell::new()?;
+    let out = cmd!(sh, "python3 -c {SCRIPT} {spec}")
+        .quiet()
+        .ignore_status()
         .output()
         .context("cannot run python3 (with PyYAML) to read the YNL spec")?;
     if !out.status.success() {

@@ -402,13 +402,15 @@ impl SendArgs {
         let mut all_to: Vec<String> = Vec::new();
         let mut all_cc: Vec<String> = Vec::new();
         for p in &patches {
-            let gm = std::process::Command::new("perl")
-                .arg(wt.join("scripts/get_maintainer.pl"))
-                .args(["--no-git", "--no-git-fallback"])
-                .arg(p)
-                .current_dir(wt)
-                .output()
-                .context("cannot run scripts/get_maintainer.pl")?;
+            let script = wt.join("scripts/get_maintainer.pl");
+            let gm = {
+                let _d = sh.push_dir(wt);
+                cmd!(sh, "perl {script} --no-git --no-git-fallback {p}")
+                    .quiet()
+                    .ignore_status()
+                    .output()
+                    .context("cannot run scripts/get_maintainer.pl")?
+            };
             let (to, cc) = split_recipients(&String::from_utf8_lossy(&gm.stdout));
             let text = fs_err::read_to_string(p)?;
             fs_err::write(p, add_recipients(&text, &to, &cc))?;
