@@ -9,7 +9,8 @@
 //!   README.md or Documentation/workflow.md), and every `xtask/src/...` path the
 //!   documents name exists, and every unit is in the module map of
 //!   Documentation/workflow.md;
-//! - no `Regex::new` outside a `LazyLock`.
+//! - no `Regex::new` outside a `LazyLock`, and `std::process::Command` only where
+//!   output is streamed (xshell for every short command).
 //!
 //! (That every seed of `check --seeds` names an existing check is the compiler's
 //! job: seeds name a `check::Check`; seeds.rs tests that it is a table column.)
@@ -413,6 +414,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The files that may run a `std::process::Command`, each for output that is
+    /// streamed (or a terminal, or a pipe); every short command goes through xshell.
+    const STREAMED: &[(&str, &str)] = &[
+        (
+            "common/kbuild/make.rs",
+            "make into its log, watched for progress",
+        ),
+        ("common/vm/mod.rs", "QEMU's console, line by line"),
+        ("common/base.rs", "the dpkg-deb | tar pipe"),
+        ("common/consumer.rs", "cargo build of rbc, its output shown"),
+        (
+            "cmd/send/mod.rs",
+            "git send-email, which asks before each mail",
+        ),
+    ];
+
+    #[test]
+    fn std_command_only_where_output_is_streamed() {
+        let mut bad = Vec::new();
+        for m in modules_in(&src_dir()) {
+            let rel = m
+                .file
+                .strip_prefix(src_dir())
+                .unwrap()
+                .display()
+                .to_string();
+            let main = code(&m.text);
+            let main = main.split("mod tests {").next().unwrap_or("");
+            if main.contains(concat!("Command", "::new("))
+                && !STREAMED.iter().any(|(f, _)| *f == rel)
+            {
+                bad.push(rel);
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "std::process::Command in {bad:?}: use xshell's cmd! for a short command, or add the file to STREAMED with why"
+        );
     }
 
     #[test]
