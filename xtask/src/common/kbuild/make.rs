@@ -61,7 +61,8 @@ impl<'a> Make<'a> {
     }
 
     /// Prints `WHAT: N/M objects (P%), ELAPSED` at least every 30 s, M being the
-    /// count of the last build (kept in `count_file`).
+    /// count of the earlier builds in this directory (the largest; kept in
+    /// `count_file`).
     pub fn progress(mut self, what: &str, count_file: PathBuf) -> Make<'a> {
         self.progress = Some((what.to_string(), count_file));
         self
@@ -201,8 +202,11 @@ fn watch(
     };
     done += count_steps(&partial);
     if status.success() {
-        // Kept under the build directory (target/), for the next build's percentage.
-        write_atomic(count_file, format!("{done}\n").as_bytes())?;
+        // Kept under the build directory (target/), for the next build's percentage:
+        // the largest count so far, so that an incremental build of a few objects
+        // does not make the next full build look finished at once.
+        let keep = expected.map_or(done, |e| e.max(done));
+        write_atomic(count_file, format!("{keep}\n").as_bytes())?;
     }
     Ok(status.success())
 }
