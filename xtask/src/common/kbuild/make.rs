@@ -275,4 +275,28 @@ mod tests {
         assert!(first.contains("10 objects (no earlier build"), "{first}");
         assert!(progress_line("b", 900, Some(100), t).contains("(100%)"));
     }
+
+    #[test]
+    fn watching_a_build_counts_its_steps_and_keeps_the_largest() {
+        let dir = std::env::temp_dir().join(format!("xtask-watch-{}", std::process::id()));
+        fs_err::create_dir_all(&dir).unwrap();
+        let (log, count) = (dir.join("build.log"), dir.join("count"));
+        let run = |n: usize| {
+            let f = std::fs::File::create(&log).unwrap();
+            let script =
+                format!("for i in $(seq {n}); do echo \"  CC      a$i.o\"; done; echo done");
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdout(f)
+                .spawn()
+                .unwrap();
+            watch(child, &log, "test build", &count).unwrap()
+        };
+        assert!(run(5));
+        assert_eq!(fs_err::read_to_string(&count).unwrap(), "5\n");
+        assert!(run(2));
+        assert_eq!(fs_err::read_to_string(&count).unwrap(), "5\n");
+        let _ = fs_err::remove_dir_all(&dir);
+    }
 }
