@@ -19,7 +19,7 @@ const CACHE_VERSION: u32 = 6;
 /// build uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
-    /// [`patch_id`] of the commit.
+    /// [`crate::common::git::patch_id`] of the commit.
     pub patch_id: String,
     /// Tree id of the commit's parent: the whole state the patch applies to.
     pub parent_tree: String,
