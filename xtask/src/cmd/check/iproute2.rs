@@ -8,7 +8,9 @@ use anyhow::Result;
 use xshell::Shell;
 
 use super::{checkpatch, Check, Outcome, Status};
-use crate::common::iproute2::*;
+use crate::common::iproute2::{
+    build, files, no_checkout_reason, subject_has_prefix, Iproute2Arg, ACCEPTED, COVER,
+};
 use crate::common::project::Project;
 
 /// The checks of the iproute2 series for `cargo xtask check`: checkpatch with the

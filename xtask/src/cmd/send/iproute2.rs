@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::common::identity::{self, Identity};
-use crate::common::iproute2::*;
+use crate::common::iproute2::{
+    detach_at, files, no_checkout_reason, patches, prepare, touched, Iproute2Arg, DIR, SEND_CONF,
+};
 use crate::common::plan::{Part, Patches};
 use crate::common::project::Project;
 use crate::common::series::send_conf::SendConfig;
@@ -256,6 +258,7 @@ pub fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::iproute2::subject_has_prefix;
 
     #[test]
     fn maintainers_diff_only_the_identity() {
