@@ -1,5 +1,8 @@
 //! `cargo xtask test-qemu`: fetch + apply + build + boot + run the series' kselftests.
 
+mod cases;
+mod payload;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ use crate::common::project::Project;
 use crate::common::series::apply;
 use crate::common::util::{fmt_duration, Phases};
 use crate::common::vm::{self, Accel};
+use cases::{boot_leaks, kmemleak_cases, missing_kunit_suites};
+use payload::{list_tests, select_tests, selftest_payload, test_started, timeout_words};
 
 #[derive(Debug, clap::Args)]
 pub struct TestQemuArgs {
@@ -340,204 +345,6 @@ impl TestRun {
     }
 }
 
-/// One case per selftest after which the payload scanned for leaks: no unreferenced
-/// object. Leaks whose allocation backtrace has none of the series' code are failures
-/// too, marked "not ours". What the scan before the first test finds, and objects
-/// allocated at boot, were leaked by no test: [`boot_leaks`] prints them, no case
-/// counts them.
-pub fn kmemleak_cases(lines: &[(f64, String)]) -> Vec<Case> {
-    kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
-        .into_iter()
-        .filter(|b| b.section != vm::BOOT_SECTION)
-        .map(|mut b| {
-            b.leaks.retain(|l| !l.at_boot());
-            let ours = b.leaks.iter().filter(|l| l.ours()).count();
-            let directive = b.leaks.first().map(|_| {
-                let first = b.leaks.iter().find(|l| l.ours()).unwrap_or(&b.leaks[0]);
-                format!(
-                    "{} object(s), {ours} ours{}: {}{}",
-                    b.leaks.len(),
-                    if ours == 0 { " (not ours)" } else { "" },
-                    first.summary(),
-                    if first.comm.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", first.comm)
-                    }
-                )
-            });
-            Case {
-                name: format!(
-                    "kmemleak after {}: no unreferenced object",
-                    b.section.rsplit(':').next().unwrap_or(&b.section)
-                ),
-                outcome: if b.leaks.is_empty() {
-                    Outcome::Pass
-                } else {
-                    Outcome::Fail
-                },
-                directive,
-                seconds: 0.0,
-                subtests: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-/// The leaks of the boot (found before the first test, or allocated at boot and
-/// found later), one line each.
-pub fn boot_leaks(lines: &[(f64, String)]) -> Vec<String> {
-    kmemleak::blocks(lines.iter().map(|(_, l)| l.as_str()))
-        .into_iter()
-        .flat_map(|b| {
-            let boot = b.section == vm::BOOT_SECTION;
-            b.leaks.into_iter().filter(move |l| boot || l.at_boot())
-        })
-        .map(|l| l.summary())
-        .collect()
-}
-
-/// The built-in KUnit suites of the series, with the options that build them in
-/// and run them at boot: when all are `y`, the suite must report.
-pub const KUNIT_SUITES: &[(&str, &[&str])] = &[(
-    "rust_rdmabond",
-    &[
-        "CONFIG_KUNIT",
-        "CONFIG_KUNIT_AUTORUN_ENABLED",
-        "CONFIG_RUST",
-        "CONFIG_INFINIBAND_RDMABOND",
-    ],
-)];
-
-/// A failed case for each suite of [`KUNIT_SUITES`] that this .config builds in
-/// and runs at boot but that reported nothing (no KTAP of it on the console).
-pub fn missing_kunit_suites(
-    dotconfig: &std::collections::BTreeMap<String, String>,
-    seen: &[Case],
-) -> Vec<Case> {
-    KUNIT_SUITES
-        .iter()
-        .filter(|(_, options)| {
-            options
-                .iter()
-                .all(|o| dotconfig.get(*o).is_some_and(|v| v == "y"))
-        })
-        .filter(|(suite, _)| !seen.iter().any(|c| c.name == format!("kunit: {suite}")))
-        .map(|(suite, options)| Case {
-            name: format!("kunit: {suite}"),
-            outcome: Outcome::Fail,
-            directive: Some(format!(
-                "built in and run at boot ({}=y) but no KTAP of it on the console",
-                options.join("=y, ")
-            )),
-            seconds: 0.0,
-            subtests: Vec::new(),
-        })
-        .collect()
-}
-
-/// kselftest's timeout of a test: the `timeout=` of its directory's `settings`
-/// file, else the runner's default of 45 s; as words for the start line.
-pub fn timeout_words(settings: Option<&str>) -> String {
-    let set = settings.and_then(|s| {
-        s.lines()
-            .find_map(|l| l.trim().strip_prefix("timeout="))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    });
-    match set {
-        Some(0) => "none (settings: timeout=0)".into(),
-        Some(n) => format!("{n} s, from settings"),
-        None => "45 s, kselftest's default".into(),
-    }
-}
-
-/// Which of `tests` (`collection:test`) a line of the guest starts: the runner
-/// prints `# selftests: COLLECTION: TEST` as it starts one.
-pub fn test_started(line: &str, tests: &[String]) -> Option<usize> {
-    let rest = line.trim().strip_prefix("# selftests: ")?;
-    let (collection, test) = rest.split_once(": ")?;
-    let name = format!("{}:{}", collection.trim(), test.trim());
-    tests.iter().position(|t| *t == name)
-}
-
-/// Every `collection:test` of kselftest-list.txt.
-pub fn list_tests(list: &str) -> Vec<String> {
-    list.lines()
-        .map(str::trim)
-        .filter(|l| l.contains(':'))
-        .map(str::to_string)
-        .collect()
-}
-
-/// The guest script that runs `tests` one by one with run_kselftest.sh as one TAP
-/// stream (each run's `ok 1` renumbered), marks each test's start in the kernel log
-/// (so a report names the test it appeared during), and, when the kernel has
-/// kmemleak, scans after each test and prints what it found between
-/// [`kmemleak::BEGIN`] and [`kmemleak::END`] (as the netdev CI's debug runners do).
-pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
-    let mut s = format!(
-        "# Written by cargo xtask test-qemu.\n\
-         cd '{dir}' || exit 1\n\
-         kml=/sys/kernel/debug/kmemleak\n\
-         # kmemleak reports an object only once it is 5 s old and unchanged since the\n\
-         # previous scan (a new object's first scan records its checksum): wait, then\n\
-         # scan twice, so that a leak from the end of a test is that test's.\n\
-         kml_scan() {{ sleep 5; echo scan >$kml; echo scan >$kml; }}\n\
-         # Leaks from boot are not any test's: report them as the boot's.\n\
-         if [ -w $kml ]; then\n\
-         \tkml_scan; echo '{begin}boot'; cat $kml; echo '{end}'; echo clear >$kml\n\
-         fi\n\
-         echo 'TAP version 13'\n\
-         echo '1..{n}'\n",
-        begin = kmemleak::BEGIN,
-        end = kmemleak::END,
-        n = tests.len()
-    );
-    for (i, t) in tests.iter().enumerate() {
-        let n = i + 1;
-        s.push_str(&format!(
-            "echo '{mark}{t}' >/dev/kmsg\n\
-             ./run_kselftest.sh -t '{t}' 2>&1 | sed -u -e '/^TAP version 13$/d' -e '/^1\\.\\.1$/d' -e '/^# Totals: /d' \\\n\
-             \t-e 's/^ok 1 /ok {n} /' -e 's/^not ok 1 /not ok {n} /'\n\
-             if [ -w $kml ]; then\n\
-             \tkml_scan; echo '{begin}{t}'; cat $kml; echo '{end}'; echo clear >$kml\n\
-             fi\n",
-            mark = vm::SECTION_MARK,
-            begin = kmemleak::BEGIN,
-            end = kmemleak::END,
-        ));
-    }
-    s.push_str(&format!(
-        "echo '{}(after the tests)' >/dev/kmsg\n",
-        vm::SECTION_MARK
-    ));
-    s
-}
-
-/// The `-t collection:test` arguments for a filter, from kselftest-list.txt.
-pub fn select_tests(list: &str, filter: Option<&str>) -> Result<Vec<String>> {
-    let all: Vec<&str> = list
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.contains(':'))
-        .collect();
-    let Some(f) = filter else {
-        return Ok(Vec::new());
-    };
-    let picked: Vec<String> = all
-        .iter()
-        .filter(|t| t.contains(f))
-        .map(|t| t.to_string())
-        .collect();
-    if picked.is_empty() {
-        bail!(
-            "no test matches --filter {f}; the series has: {}",
-            all.join(", ")
-        );
-    }
-    Ok(picked)
-}
-
 fn run_tests(
     project: &Project,
     built: &Built,
@@ -617,18 +424,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filter_selects_by_substring() {
-        let list = "drivers/net/rdmabond:topology.sh\ndrivers/net/rdmabond:failover.sh\n";
-        assert!(select_tests(list, None).unwrap().is_empty());
-        assert_eq!(
-            select_tests(list, Some("fail")).unwrap(),
-            vec!["drivers/net/rdmabond:failover.sh"]
-        );
-        let err = select_tests(list, Some("nope")).unwrap_err().to_string();
-        assert!(err.contains("topology.sh"), "{err}");
-    }
-
-    #[test]
     fn module_stage_runs_the_module_tests() {
         let list = "drivers/net/rdmabond:topology.sh\ndrivers/net/rdmabond:basic.sh\n\
                     drivers/net/rdmabond:teardown.sh\ndrivers/net/rdmabond:failover.sh\n";
@@ -659,93 +454,5 @@ mod tests {
             Stage::new(Variant::M, Some("fail")).select(list).unwrap(),
             vec!["drivers/net/rdmabond:failover.sh"]
         );
-    }
-
-    #[test]
-    fn payload_runs_each_test_with_marks_and_scans() {
-        let tests = vec!["d:a.sh".to_string(), "d:b.sh".to_string()];
-        let p = selftest_payload("/mnt/k", &tests);
-        assert!(p.contains("echo '1..2'"), "{p}");
-        assert!(p.contains("echo 'xtask-section: d:b.sh' >/dev/kmsg"), "{p}");
-        assert!(p.contains("./run_kselftest.sh -t 'd:b.sh'"), "{p}");
-        assert!(p.contains("s/^not ok 1 /not ok 2 /"), "{p}");
-        assert!(p.contains("XTASK-KMEMLEAK-BEGIN d:a.sh"), "{p}");
-        // A new object is reported by its second scan, once 5 s old: each test's
-        // report is printed after the wait and two scans.
-        assert!(
-            p.contains("kml_scan() { sleep 5; echo scan >$kml; echo scan >$kml; }"),
-            "{p}"
-        );
-        assert!(
-            p.contains("\tkml_scan; echo 'XTASK-KMEMLEAK-BEGIN d:b.sh'"),
-            "{p}"
-        );
-    }
-
-    #[test]
-    fn leaks_make_cases_but_boot_leaks_do_not() {
-        let block = |s: &str, body: &str| {
-            let mut v = vec![(0.0, format!("{}{s}", kmemleak::BEGIN))];
-            v.extend(body.lines().map(|l| (0.0, l.to_string())));
-            v.push((0.0, kmemleak::END.to_string()));
-            v
-        };
-        let leak = "unreferenced object 0xffff1 (size 8):\n  comm \"ip\", pid 7, jiffies 1\n  \
-                    backtrace (crc 0):\n    kmemleak_alloc+0x1/0x2\n    rxe_foo+0x1/0x2 [rdma_rxe]\n";
-        let boot = "unreferenced object 0xffff2 (size 8):\n  comm \"swapper/0\", pid 0, jiffies 1\n  \
-                    backtrace (crc 0):\n    ramfs_init_fs_context+0x1/0x2\n    start_kernel+0x1/0x2\n";
-        let mut lines = block("boot", leak);
-        lines.extend(block("d:a.sh", boot));
-        lines.extend(block("d:b.sh", leak));
-        let cases = kmemleak_cases(&lines);
-        assert_eq!(cases.len(), 2);
-        assert_eq!(cases[0].outcome, Outcome::Pass);
-        assert_eq!(cases[1].outcome, Outcome::Fail);
-        let d = cases[1].directive.as_deref().unwrap();
-        assert!(
-            d.contains("(not ours)") && d.contains("rxe_foo [rdma_rxe]"),
-            "{d}"
-        );
-        assert_eq!(cases[0].directive, None);
-        assert_eq!(boot_leaks(&lines).len(), 2);
-    }
-
-    #[test]
-    fn a_built_in_kunit_suite_that_reports_nothing_fails() {
-        let config = |opts: &[&str]| -> std::collections::BTreeMap<String, String> {
-            opts.iter()
-                .map(|o| (o.to_string(), "y".to_string()))
-                .collect()
-        };
-        let all = config(KUNIT_SUITES[0].1);
-        let missing = missing_kunit_suites(&all, &[]);
-        assert_eq!(missing.len(), 1);
-        assert_eq!(missing[0].name, "kunit: rust_rdmabond");
-        assert_eq!(missing[0].outcome, Outcome::Fail);
-        let seen = vec![Case {
-            name: "kunit: rust_rdmabond".into(),
-            ..missing[0].clone()
-        }];
-        assert!(missing_kunit_suites(&all, &seen).is_empty());
-        // The debug kernel has KUnit but no Rust: no suite expected.
-        let dbg = config(&["CONFIG_KUNIT", "CONFIG_KUNIT_AUTORUN_ENABLED"]);
-        assert!(missing_kunit_suites(&dbg, &[]).is_empty());
-    }
-
-    #[test]
-    fn start_lines_name_the_test_and_its_timeout() {
-        let tests = vec![
-            "drivers/net/rdmabond:topology.sh".to_string(),
-            "drivers/net/rdmabond:basic.sh".to_string(),
-        ];
-        assert_eq!(
-            test_started("# selftests: drivers/net/rdmabond: basic.sh", &tests),
-            Some(1)
-        );
-        assert_eq!(test_started("# basic.sh: ok", &tests), None);
-        assert_eq!(test_started("# selftests: net: x.sh", &tests), None);
-        assert_eq!(timeout_words(Some("timeout=300\n")), "300 s, from settings");
-        assert_eq!(timeout_words(None), "45 s, kselftest's default");
-        assert!(timeout_words(Some("timeout=0\n")).starts_with("none"));
     }
 }
