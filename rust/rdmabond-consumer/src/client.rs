@@ -612,7 +612,8 @@ pub fn run(o: &Options) -> Result<Report> {
             "ipv4"
         } else {
             "ipv6"
-        },
+        }
+        .to_string(),
         connections: o.connections,
         messages,
         sent: c.sent,

@@ -104,30 +104,25 @@ pub fn next_source(sources: &[IpAddr], cur: IpAddr) -> IpAddr {
     }
 }
 
-/// Whether `counts` (connections per port) is even among the healthy ports: every
-/// healthy port within one of the others, no connection on an unhealthy port, and
-/// `total` connections in all. Returns the reason when not.
+/// Whether `counts` (connections per port: name, healthy, connections) is even
+/// among the healthy ports: [`rdmabond_report::spread_problem`], the one check that
+/// cargo xtask applies to the report too. Returns the reason when not.
 pub fn check_spread(counts: &[(String, bool, u32)], total: u32) -> Result<(), String> {
-    let sum: u32 = counts.iter().map(|c| c.2).sum();
-    if sum != total {
-        return Err(format!("{sum} of {total} connections established"));
-    }
-    if let Some(c) = counts.iter().find(|c| !c.1 && c.2 > 0) {
-        return Err(format!("{} connection(s) on unhealthy port {}", c.2, c.0));
-    }
-    let healthy: Vec<u32> = counts.iter().filter(|c| c.1).map(|c| c.2).collect();
-    let (min, max) = (healthy.iter().min(), healthy.iter().max());
-    match (min, max) {
-        (Some(min), Some(max)) if max - min > 1 => Err(format!(
-            "uneven: {} on the healthy ports",
-            counts
-                .iter()
-                .filter(|c| c.1)
-                .map(|c| format!("{}={}", c.0, c.2))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )),
-        _ => Ok(()),
+    let ports = counts
+        .iter()
+        .map(|(name, healthy, connections)| {
+            (
+                name.clone(),
+                rdmabond_report::PortCount {
+                    healthy: *healthy,
+                    connections: *connections,
+                },
+            )
+        })
+        .collect();
+    match rdmabond_report::spread_problem(&ports, total) {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
 }
 

@@ -12,18 +12,7 @@ pub const DATA: u8 = 1;
 pub const ACK: u8 = 2;
 pub const RESEND: u8 = 1;
 
-/// The server's view of one stream, sent back in every ACK.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
-    /// Messages delivered (in order, each once).
-    pub delivered: u64,
-    /// Copies of delivered messages that came flagged RESEND (expected, dropped).
-    pub resent_dups: u64,
-    /// Copies of delivered messages that came NOT flagged RESEND: duplicates.
-    pub duplicated: u64,
-    /// Messages that skipped ahead of the next expected one: a loss.
-    pub gaps: u64,
-}
+pub use rdmabond_report::Counters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Msg {
