@@ -5,6 +5,7 @@
 //! the kernel log (dmesg, printed after a marker) is checked for reports.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -19,6 +20,12 @@ use crate::common::vm::{self, ConsoleWatch};
 pub const PACKAGE: &str = "virtme-ng";
 /// Printed between the selftests' output and the kernel log.
 pub const DMESG_MARK: &str = "XTASK-VNG-DMESG";
+/// virtme-ng-init's lines around the script. Without udev (a container host)
+/// it finds no virtio-serial script ports and runs the script on the console,
+/// which vng shows only with --verbose; and without ACPI the guest cannot power
+/// off after it ("System halted"): the script's end is read from the console.
+const SCRIPT_START: &str = "virtme-ng-init: starting script";
+const SCRIPT_EXIT: &str = "virtme-ng-init: script exited with code ";
 
 /// Installs virtme-ng from PyPI when it is missing and we are root (as the
 /// Debian packages are), or says how.
@@ -36,6 +43,30 @@ pub fn ensure_installed() -> Result<()> {
         .context("cannot run python3 -m pip")?;
     if !st.success() || crate::common::util::which("vng").is_none() {
         bail!("`python3 -m pip install {PACKAGE}` did not give a vng in PATH");
+    }
+    Ok(())
+}
+
+/// Builds the selftests of `target` (and net/lib, which `run_tests` builds for
+/// the networking targets: libbpf and BPF objects) on the host, in the tree, so
+/// that `run_tests` in the guest finds them built instead of compiling them
+/// under TCG. The outputs are ignored by the tree's .gitignore files.
+pub fn prebuild(sh: &xshell::Shell, tree: &Path, target: &str, log: &Path) -> Result<()> {
+    let dir = tree.join("tools/testing/selftests");
+    let targets = format!("TARGETS={target}");
+    let clang = format!("CLANG={}", crate::common::deps::SELFTEST_CLANG);
+    let out = xshell::cmd!(sh, "make -C {dir} {targets} {clang} -j2 all")
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run make in {}", dir.display()))?;
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    crate::common::util::write_atomic(log, &text)?;
+    if !out.status.success() {
+        bail!(
+            "building the selftests of {target} failed (log: {})",
+            log.display()
+        );
     }
     Ok(())
 }
@@ -71,6 +102,7 @@ pub fn command_line(
         "2".into(),
         "--memory".into(),
         "4G".into(),
+        "--verbose".into(),
         format!("--overlay-rwdir={}", tree.display()),
         format!("--cwd={}", tree.display()),
     ];
@@ -85,7 +117,7 @@ pub fn command_line(
     v.push("sh".into());
     v.push("-c".into());
     v.push(format!(
-        "{exports}{inner}; rc=$?; echo {DMESG_MARK}; dmesg; exit $rc"
+        "{exports}{inner}; rc=$?; echo {DMESG_MARK}; dmesg --color=never; exit $rc"
     ));
     v
 }
@@ -103,7 +135,25 @@ pub struct VngOutcome {
     pub log: PathBuf,
 }
 
-/// Splits vng's output at [`DMESG_MARK`].
+/// The script's output, without the boot before it; the script's exit code.
+pub fn script_part(lines: Vec<(f64, String)>) -> (Vec<(f64, String)>, Option<i32>) {
+    let start = lines
+        .iter()
+        .position(|l| l.1.contains(SCRIPT_START))
+        .map_or(0, |i| i + 1);
+    let mut code = None;
+    let mut out = Vec::new();
+    for l in lines.into_iter().skip(start) {
+        if let Some(i) = l.1.find(SCRIPT_EXIT) {
+            code = l.1[i + SCRIPT_EXIT.len()..].trim().parse().ok();
+            break;
+        }
+        out.push(l);
+    }
+    (out, code)
+}
+
+/// Splits the script's output at [`DMESG_MARK`].
 pub fn split(lines: Vec<(f64, String)>) -> (Vec<(f64, String)>, Vec<String>) {
     match lines.iter().position(|l| l.1.trim() == DMESG_MARK) {
         Some(i) => {
@@ -130,8 +180,10 @@ pub fn run(args: &[String], timeout: Duration, log: &Path) -> Result<VngOutcome>
     }
     let mut file =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    // Its own process group: vng runs QEMU as a child, which must go too.
     let mut child = Command::new(&args[0])
         .args(&args[1..])
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -176,30 +228,44 @@ pub fn run(args: &[String], timeout: Duration, log: &Path) -> Result<VngOutcome>
                 {
                     eprintln!("[vng {t:6.0}s] {l}");
                 }
+                let end = l.contains(SCRIPT_EXIT);
                 lines.push((t, l));
+                if end {
+                    // The guest halts instead of powering off: stop it.
+                    kill_group(child.id());
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if start.elapsed() > timeout {
             timed_out = true;
-            let _ = child.kill();
+            kill_group(child.id());
             break;
         }
     }
-    let status = child.wait().context("cannot wait for vng")?;
-    for r in readers {
-        let _ = r.join();
-    }
-    let (ktap, dmesg) = split(lines);
+    child.wait().context("cannot wait for vng")?;
+    // The readers end with the pipes, once QEMU is gone too.
+    drop(rx);
+    drop(readers);
+    let (script, code) = script_part(lines);
+    let (ktap, dmesg) = split(script);
     Ok(VngOutcome {
         ktap,
         dmesg,
-        exit: if timed_out { None } else { status.code() },
+        exit: if timed_out { None } else { code },
         timed_out,
         seconds: start.elapsed().as_secs_f64(),
         log: log.to_path_buf(),
     })
+}
+
+/// Kills vng's process group (vng and its QEMU).
+fn kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status();
 }
 
 /// The cases of a vng run: its selftests, a case for the kernel log, and one
@@ -268,6 +334,21 @@ mod tests {
         assert!(v.contains(&"--overlay-rwdir=/k".to_string()));
         let last = v.last().unwrap();
         assert!(last.starts_with("export RB_IP='/i p'; make x; rc=$?; echo XTASK-VNG-DMESG"));
+    }
+
+    #[test]
+    fn the_script_part_of_the_console() {
+        let l = |s: &str| (0.0, s.to_string());
+        let (out, code) = script_part(vec![
+            l("ok 1 rust_rdmabond"),
+            l("virtme-ng-init: starting script (console fallback)"),
+            l("TAP version 13"),
+            l("virtme-ng-init: script exited with code 2"),
+            l("reboot: Power off not available: System halted instead"),
+        ]);
+        assert_eq!(out, [l("TAP version 13")]);
+        assert_eq!(code, Some(2));
+        assert_eq!(script_part(vec![l("x")]).1, None);
     }
 
     #[test]

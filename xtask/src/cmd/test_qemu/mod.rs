@@ -232,6 +232,7 @@ impl TestQemuArgs {
             if vng {
                 let cases = phases.run("tests-vng", || {
                     run_vng(
+                        sh,
                         project,
                         &built,
                         accel,
@@ -304,6 +305,7 @@ impl TestQemuArgs {
 /// The `y` build's selftests under virtme-ng; the case names get a `[vng] `
 /// prefix.
 fn run_vng(
+    sh: &Shell,
     project: &Project,
     built: &Built,
     accel: Accel,
@@ -329,12 +331,15 @@ fn run_vng(
         .filter(|t| t.starts_with(&format!("{target}:")))
         .map(|t| t.rsplit(':').next().unwrap_or(t).to_string())
         .collect();
+    let log_dir = project.target_dir().join("vm/vng");
+    crate::common::vng::prebuild(sh, &project.tree, target, &log_dir.join("build.log"))?;
     let inner = crate::common::vng::make_command(target, filter.map(|_| names.as_slice()));
     // vng's guest sees the host's root: host paths are guest paths.
-    let env: Vec<(String, String)> = rb_ip
-        .map(|p| ("RB_IP".to_string(), p.display().to_string()))
-        .into_iter()
-        .collect();
+    let mut env: Vec<(String, String)> = vec![(
+        "CLANG".to_string(),
+        crate::common::deps::SELFTEST_CLANG.to_string(),
+    )];
+    env.extend(rb_ip.map(|p| ("RB_IP".to_string(), p.display().to_string())));
     let args = crate::common::vng::command_line(
         &built.image,
         &project.tree,
@@ -350,7 +355,7 @@ fn run_vng(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let log = project.target_dir().join("vm/vng/output.log");
+    let log = log_dir.join("output.log");
     let out = crate::common::vng::run(&args, Duration::from_secs(timeout), &log)?;
     println!(
         "vng: exit {:?} after {:.0} s (output: {})",
