@@ -98,9 +98,14 @@ impl cmd::ci::Steps for CiSteps {
             mirror,
             variants,
             iproute2,
-            runner: cmd::test_qemu::Runner::Xtask,
+            // As the netdev CI runs them; dbg keeps the xtask runner.
+            runner: cmd::test_qemu::Runner::Vng,
         };
         args.run_counted(sh, project)
+    }
+
+    fn bench(&self, sh: &xshell::Shell, project: &common::project::Project) -> Result<()> {
+        cmd::bench::BenchArgs::quick().run(sh, project)
     }
 
     fn gate(

@@ -116,6 +116,8 @@ pub trait Steps {
         mirror: Option<String>,
         iproute2: Iproute2Arg,
     ) -> Result<Counts>;
+    /// `cargo xtask bench --quick`: fails only when the bench itself fails.
+    fn bench(&self, sh: &Shell, project: &Project) -> Result<()>;
     /// `cargo xtask check` (`--fast` when `fast`) on the applied series:
     /// (failed, skipped) cells.
     fn gate(
@@ -183,6 +185,15 @@ impl CiArgs {
                 Err(e) => {
                     eprintln!("ci: test-qemu could not run: {e:#}");
                     step("cargo xtask test-qemu", false, &mut total);
+                }
+            }
+            // A short bench: its tables in the log, and a failed case when the
+            // bench cannot run or measures nothing; a time never fails it.
+            match steps.bench(sh, project) {
+                Ok(()) => step("cargo xtask bench --quick", true, &mut total),
+                Err(e) => {
+                    eprintln!("ci: bench: {e:#}");
+                    step("cargo xtask bench --quick", false, &mut total);
                 }
             }
             // The consumer's uapi test is compiled only against a patched header,

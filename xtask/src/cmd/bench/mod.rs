@@ -52,6 +52,23 @@ pub struct BenchArgs {
     pub timeout: u64,
 }
 
+impl BenchArgs {
+    /// What `cargo xtask ci` runs: `--quick` with the defaults.
+    pub fn quick() -> BenchArgs {
+        BenchArgs {
+            reps: 20,
+            reps_scale: 5,
+            addrs: "1 16 64 256".into(),
+            ids: "1 100 1000".into(),
+            groups: "1 8 32".into(),
+            quick: true,
+            update_docs: false,
+            analyze_only: false,
+            timeout: 3600,
+        }
+    }
+}
+
 fn parse_list(what: &str, s: &str) -> Result<Vec<u32>> {
     let v = s
         .split([' ', ','])
@@ -546,18 +563,7 @@ mod tests {
             .contains("`x`"));
         assert!(parse_list("ids", "0").is_err());
         assert!(parse_list("ids", " ").is_err());
-        let a = BenchArgs {
-            reps: 20,
-            reps_scale: 5,
-            addrs: "1 16 64 256".into(),
-            ids: "1 100 1000".into(),
-            groups: "1 8 32".into(),
-            quick: true,
-            update_docs: false,
-            analyze_only: false,
-            timeout: 1,
-        };
-        let p = a.plan().unwrap();
+        let p = BenchArgs::quick().plan().unwrap();
         assert_eq!((p.reps, p.reps_scale), (2, 2));
         assert_eq!(p.addrs, [1, 16]);
         assert_eq!(p.ids, [1, 100]);
