@@ -165,6 +165,30 @@ impl BenchArgs {
     }
 }
 
+/// `tsc=reliable tsc_early_khz=N` from the host's /proc/cpuinfo when its TSC is
+/// constant (its "cpu MHz" is then the TSC's rate), else nothing.
+fn tsc_cmdline(cpuinfo: &str) -> String {
+    if !cpuinfo.contains("constant_tsc") {
+        return String::new();
+    }
+    cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cpu MHz")?
+                .split(':')
+                .nth(1)?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(String::new(), |mhz| {
+            format!(
+                "tsc=reliable tsc_early_khz={}",
+                (mhz * 1000.0).round() as u64
+            )
+        })
+}
+
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -217,10 +241,10 @@ fn run_guest(
         payload,
         timeout,
         accel,
-        // Without it the guest (no ACPI, HPET: allnoconfig) times with
-        // refined-jiffies, CLOCK_MONOTONIC and the trace in 4 ms steps; TCG's
-        // TSC is the host's clock.
-        cmdline: "tsc=reliable".into(),
+        // Without it the guest (no ACPI, HPET or PM timer: allnoconfig) cannot
+        // calibrate its TSC and times with refined-jiffies: CLOCK_MONOTONIC and
+        // the trace in 4 ms steps. TCG's TSC runs at the host's rate.
+        cmdline: tsc_cmdline(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
     };
     let mut errors = Vec::new();
     let out = vm::run(&run, |t, line| {
@@ -553,6 +577,13 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tsc_rate_from_cpuinfo() {
+        let c = "model name\t: X\ncpu MHz\t\t: 2299.998\nflags\t\t: fpu constant_tsc nonstop_tsc\n";
+        assert_eq!(tsc_cmdline(c), "tsc=reliable tsc_early_khz=2299998");
+        assert_eq!(tsc_cmdline("cpu MHz\t: 2299.998\nflags\t: fpu\n"), "");
+    }
 
     #[test]
     fn lists_and_quick_plan() {

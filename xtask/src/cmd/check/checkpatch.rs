@@ -94,14 +94,31 @@ pub fn invoke(
     Ok((out, spell))
 }
 
+/// checkpatch --strict does not know the TRACE_EVENT() layout: every trace
+/// header of the tree (include/trace/events/bridge.h, neigh.h, ...) has these
+/// two CHECKs on its `TP_PROTO(`, `TP_STRUCT__entry(` lines.
+fn trace_layout(f: &Finding) -> bool {
+    let file = f
+        .place
+        .as_deref()
+        .and_then(|p| p.split(':').next())
+        .unwrap_or("");
+    matches!(f.kind.as_str(), "OPEN_ENDED_LINE" | "PARENTHESIS_ALIGNMENT")
+        && (file.starts_with("include/trace/") || file.ends_with("_trace.h"))
+}
+
 /// What checkpatch's output means for a cell: errors fail, warnings and checks
-/// warn, a failed run without findings fails; one detail line per finding, each
-/// starting with `name`.
+/// warn (except the trace headers' TRACE_EVENT() layout, listed as accepted), a
+/// failed run without findings fails; one detail line per finding, each starting
+/// with `name`.
 pub fn judge(name: &str, out: &Output) -> (Status, Vec<String>) {
     let found = parse(&String::from_utf8_lossy(&out.stdout));
     let mut status = Status::Pass;
     let mut details = Vec::new();
     for f in &found {
+        if trace_layout(f) {
+            continue;
+        }
         status = status.max(if f.level == "ERROR" {
             Status::Fail
         } else {
@@ -116,6 +133,12 @@ pub fn judge(name: &str, out: &Output) -> (Status, Vec<String>) {
         details.push(format!(
             "{name}: {place}: {}:{}: {}{note}",
             f.level, f.kind, f.message
+        ));
+    }
+    let layout = found.iter().filter(|f| trace_layout(f)).count();
+    if layout > 0 {
+        details.push(format!(
+            "{name}: accepted: {layout} CHECK(s) OPEN_ENDED_LINE/PARENTHESIS_ALIGNMENT on the TRACE_EVENT() layout of a trace header"
         ));
     }
     if found.is_empty() && !out.status.success() {
@@ -164,5 +187,25 @@ mod tests {
         assert_eq!(f[1].place.as_deref(), Some("x.c:2"));
         assert_eq!(f[2].place.as_deref(), Some("net/a.c:40"));
         assert!(parse("total: 0 errors, 0 warnings\n").is_empty());
+    }
+
+    #[test]
+    fn trace_event_layout_is_accepted_only_in_trace_headers() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = |text: &str| Output {
+            status: std::process::ExitStatus::from_raw(0),
+            stdout: text.as_bytes().to_vec(),
+            stderr: Vec::new(),
+        };
+        let trace = "CHECK:OPEN_ENDED_LINE: Lines should not end with a '('\n\
+                     #9: FILE: include/trace/events/rdmabond.h:40:\n\n\
+                     CHECK:PARENTHESIS_ALIGNMENT: Alignment should match open parenthesis\n\
+                     #12: FILE: drivers/infiniband/core/cma_trace.h:72:\n";
+        let (st, d) = judge("p1", &out(trace));
+        assert_eq!(st, Status::Pass);
+        assert!(d[0].contains("accepted: 2 CHECK(s)"));
+        let code = "CHECK:OPEN_ENDED_LINE: Lines should not end with a '('\n\
+                    #9: FILE: drivers/infiniband/ulp/rdmabond/addr.c:40:\n";
+        assert_eq!(judge("p1", &out(code)).0, Status::Warn);
     }
 }
