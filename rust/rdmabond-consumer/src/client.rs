@@ -163,6 +163,12 @@ impl Client<'_> {
         };
         let r = match ev.kind {
             ffi::RDMA_CM_EVENT_ADDR_RESOLVED => {
+                let t = self.t();
+                self.events.push(Event::Step {
+                    t,
+                    stream: i as u32,
+                    step: "addr resolved".into(),
+                });
                 self.streams[i].phase = Phase::Routing;
                 self.streams[i]
                     .conn
@@ -170,6 +176,12 @@ impl Client<'_> {
                     .map_or(Ok(()), |c| c.resolve_route())
             }
             ffi::RDMA_CM_EVENT_ROUTE_RESOLVED => {
+                let t = self.t();
+                self.events.push(Event::Step {
+                    t,
+                    stream: i as u32,
+                    step: "route resolved".into(),
+                });
                 let w = self.o.window;
                 self.streams[i].phase = Phase::Connecting;
                 self.streams[i].conn.as_mut().map_or(Ok(()), |c| {

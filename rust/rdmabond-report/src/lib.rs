@@ -62,6 +62,13 @@ pub enum Event {
         t: f64,
         stream: u32,
     },
+    /// A step of a connection attempt: "addr resolved", "route resolved" (where a
+    /// reconnection spends its time).
+    Step {
+        t: f64,
+        stream: u32,
+        step: String,
+    },
 }
 
 /// Connections per port at one moment.
