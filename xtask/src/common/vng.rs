@@ -37,11 +37,11 @@ pub fn ensure_installed() -> Result<()> {
         bail!("vng not found: install it with `python3 -m pip install {PACKAGE}`");
     }
     eprintln!("vng not found: installing {PACKAGE} from PyPI");
-    let st = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", PACKAGE])
-        .status()
-        .context("cannot run python3 -m pip")?;
-    if !st.success() || crate::common::util::which("vng").is_none() {
+    let sh = xshell::Shell::new()?;
+    let ok = xshell::cmd!(sh, "python3 -m pip install --quiet {PACKAGE}")
+        .run()
+        .is_ok();
+    if !ok || crate::common::util::which("vng").is_none() {
         bail!("`python3 -m pip install {PACKAGE}` did not give a vng in PATH");
     }
     Ok(())
@@ -263,9 +263,10 @@ pub fn run(args: &[String], timeout: Duration, log: &Path) -> Result<VngOutcome>
 
 /// Kills vng's process group (vng and its QEMU).
 fn kill_group(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .status();
+    let group = format!("-{pid}");
+    if let Ok(sh) = xshell::Shell::new() {
+        let _ = xshell::cmd!(sh, "kill -KILL -- {group}").quiet().run();
+    }
 }
 
 /// The cases of a vng run: its selftests, a case for the kernel log, and one

@@ -17,7 +17,7 @@ use xshell::Shell;
 
 use crate::common::kbuild::{self, Variant};
 use crate::common::project::Project;
-use crate::common::{base, consumer, deps, series, vm};
+use crate::common::{base, consumer, deps, series, util, vm};
 use analyze::{Meta, Point, Side, Stat, MILESTONES};
 
 #[derive(Debug, clap::Args)]
@@ -132,11 +132,14 @@ impl BenchArgs {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create {}", out.display()))?;
         let report = out.join("report.json");
-        write_atomic(&report, &serde_json::to_string_pretty(&summary.json)?)?;
+        util::write_atomic(
+            &report,
+            serde_json::to_string_pretty(&summary.json)?.as_bytes(),
+        )?;
         let mut plots = Vec::new();
         for (name, svg) in summary.plots() {
             let p = out.join(name);
-            write_atomic(&p, &svg)?;
+            util::write_atomic(&p, svg.as_bytes())?;
             plots.push(p);
         }
         println!("report: {}", report.display());
@@ -187,13 +190,6 @@ fn tsc_cmdline(cpuinfo: &str) -> String {
                 (mhz * 1000.0).round() as u64
             )
         })
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 /// Boots the =y kernel and runs rust/guest/bench.sh; returns its error lines.
