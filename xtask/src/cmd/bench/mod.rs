@@ -309,8 +309,9 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// Reads everything bench.sh left in `raw`.
 fn summarise(raw: &Path, plan: &Plan) -> Result<Summary> {
-    let meta = Meta::from_json(&read_json(&raw.join("meta.json"))?)
-        .context("meta.json: bench.sh did not get as far as the topology")?;
+    let meta = read_json(&raw.join("meta.json"))
+        .and_then(|v| Meta::from_json(&v))
+        .context("no usable meta.json: bench.sh did not get as far as the topology (see the guest's output above)")?;
     let mut latency = Vec::new();
     for family in ["ipv4", "ipv6"] {
         for kind in ["admin", "carrier", "rdma"] {
