@@ -17,7 +17,8 @@
 # Experiments, in this order:
 #   lat-FAMILY-KIND   rbc over group rb0 (a0, a1), REPS cycles of a fault of a0
 #                     (admin down, carrier loss, RDMA device removal) and its
-#                     recovery; failback delay $FAILBACK_MS ms
+#                     recovery; failback delay $FAILBACK_MS ms; FAMILY ipv4,
+#                     ipv6 (stock DAD) or ipv6-optimistic (optimistic DAD)
 #   addrs-N           a0 carries N IPv4 addresses and goes down, REPS_SCALE times
 #   ids-N             N ids bound to a0's address (rbc bind) when it moves
 #   groups-G          G groups of two ports; the first port of each goes down at
@@ -140,13 +141,25 @@ latency()
 	# enough for the fault command to run (up to a second under TCG) and the
 	# consumer to be back before the next fault (IPv6: DAD of the moved
 	# address, then the reconnection).
-	if [ "$family" = ipv4 ]; then
+	case $family in
+	ipv4)
 		servers=("${IP4_B[@]}")
 		period=4
-	else
+		;;
+	ipv6)
 		servers=("${IP6_B[@]}")
 		period=8
-	fi
+		;;
+	ipv6-optimistic)
+		# The same IPv6 traffic, with optimistic DAD (RFC 4429) on
+		# host A's ports: a moved address is usable while its DAD
+		# runs, which is what a user who wants a fast IPv6 failover
+		# sets (CONFIG_IPV6_OPTIMISTIC_DAD, optimistic_dad=1).
+		servers=("${IP6_B[@]}")
+		period=4
+		optimistic 1 || { err "lat-$family-$kind: no optimistic_dad sysctl"; return; }
+		;;
+	esac
 	for ((i = 0; i < reps; i++)); do
 		at=$((3 + i * period))
 		faults+=(--fault "at=${at}s,name=failover-$i,cmd=$(fault_cmd "$kind")")
@@ -160,6 +173,17 @@ latency()
 		"${faults[@]}" "${servers[@]}"
 	trace_save "lat-$family-$kind"
 	topo_wait 20 a0_home || err "lat-$family-$kind: a0 did not get its addresses back"
+	[ "$family" = ipv6-optimistic ] && optimistic 0
+}
+
+# optimistic 0|1: optimistic DAD off or on for host A's ports.
+optimistic()
+{
+	local p
+	for p in "${PORTS_A[@]}"; do
+		ip netns exec "$NS_A" sysctl -qw \
+			"net.ipv6.conf.$p.optimistic_dad=$1" || return 1
+	done
 }
 
 # extra_addrs add|del N: N-1 more IPv4 addresses on a0, in one ip batch.
@@ -230,7 +254,9 @@ scale_ids()
 			continue
 		fi
 		down_up_cycles "ids-$n" 1
-		kill -INT "$pid" 2>/dev/null
+		# TERM, not INT: a background job of a script ignores SIGINT,
+		# and rbc bind would run out its whole --duration.
+		kill "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
 }
@@ -387,7 +413,7 @@ printf '{"reps":%d,"reps_scale":%d,"failback_ms":%d,"tput_s":3,"port":"%s","addr
 	"$reps" "$REPS_SCALE" "$FAILBACK_MS" "${PORTS_A[0]}" "${IP4_A[0]}" \
 	"${IP6_A[0]}" >"$out/meta.json"
 
-for family in ipv4 ipv6; do
+for family in ipv4 ipv6 ipv6-optimistic; do
 	for kind in admin carrier rdma; do
 		latency "$family" "$kind"
 	done

@@ -158,6 +158,14 @@ impl Client<'_> {
                     stream: i as u32,
                     retired: true,
                 });
+                // The connection failed first (its QP lost the GID) and
+                // waits for its retry: the kernel says the address is
+                // usable again, so there is nothing left to wait for.
+                let s = &mut self.streams[i];
+                if s.phase == Phase::Down {
+                    s.retry_at = Instant::now();
+                    s.after_change = Some(0);
+                }
             }
             return;
         };

@@ -137,6 +137,20 @@ pub trait Steps {
     ) -> Result<(usize, usize)>;
 }
 
+/// The host dependencies of the steps ci runs.
+pub fn ci_deps(no_qemu: bool, no_check: bool) -> Vec<crate::common::deps::Dep> {
+    use crate::common::deps::{BUILD, CHECK, FETCH, QEMU};
+    let mut deps = BUILD.to_vec();
+    if !no_qemu {
+        deps.extend_from_slice(FETCH);
+        deps.extend_from_slice(QEMU);
+    }
+    if !no_check {
+        deps.extend_from_slice(CHECK);
+    }
+    deps
+}
+
 impl CiArgs {
     pub fn run(self, sh: &Shell, project: &Project, steps: &dyn Steps) -> Result<()> {
         let _d = sh.push_dir(&project.root);
@@ -145,9 +159,11 @@ impl CiArgs {
             println!("ci: {} {name}", if ok { "ok  " } else { "FAIL" });
             total.add(if ok { Outcome::Pass } else { Outcome::Fail });
         };
-        // clippy and the unit tests build the Rust consumer, which needs rdma-core's
-        // headers and libclang: install them first.
-        crate::common::deps::ensure(sh, "the Rust consumer", crate::common::deps::BUILD)?;
+        // Every host package of every step, in one apt-get run before anything
+        // else: a machine that cannot install them fails in its first minute, not
+        // after the QEMU tests. (clippy and the unit tests build the Rust consumer,
+        // which needs rdma-core's headers and libclang from BUILD.)
+        crate::common::deps::ensure(sh, "ci", &ci_deps(self.no_qemu, self.no_check))?;
         let fmt = cmd!(sh, "cargo fmt --all -- --check").run().is_ok();
         step("cargo fmt --check", fmt, &mut total);
         let clippy = cmd!(
@@ -255,6 +271,23 @@ impl CiArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ci_installs_the_packages_of_the_steps_it_runs() {
+        let packages = |no_qemu, no_check| -> Vec<&str> {
+            ci_deps(no_qemu, no_check)
+                .iter()
+                .map(|d| d.package)
+                .collect()
+        };
+        let all = packages(false, false);
+        for p in ["librdmacm-dev", "qemu-system-x86", "dpkg", "shellcheck"] {
+            assert!(all.contains(&p), "{p} missing from {all:?}");
+        }
+        let host = packages(true, true);
+        assert!(host.contains(&"librdmacm-dev"));
+        assert!(!host.contains(&"qemu-system-x86") && !host.contains(&"shellcheck"));
+    }
 
     #[test]
     fn counts_cargo_test_results() {

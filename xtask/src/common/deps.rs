@@ -148,6 +148,20 @@ pub fn missing(deps: &[Dep]) -> Vec<&'static str> {
     out
 }
 
+/// dpkg's journal of an unfinished run: apt-get refuses to install while it has
+/// entries.
+const DPKG_UPDATES: &str = "/var/lib/dpkg/updates";
+/// How long apt-get waits for a dpkg lock another apt holds, in seconds.
+const LOCK_TIMEOUT_S: u32 = 600;
+
+/// The number of entries in dpkg's journal directory `updates`, when it has any:
+/// an earlier dpkg was interrupted, and `dpkg --configure -a` must finish it.
+/// None when the directory is empty or absent.
+pub fn interrupted(updates: &Path) -> Option<usize> {
+    let n = fs_err::read_dir(updates).ok()?.flatten().count();
+    (n > 0).then_some(n)
+}
+
 /// The exact command a user runs to install `packages`.
 pub fn install_command(packages: &[&str]) -> String {
     format!(
@@ -184,14 +198,33 @@ pub fn ensure(sh: &Shell, what: &str, deps: &[Dep]) -> Result<()> {
         );
     }
     eprintln!("installing host packages for {what}: {}", need.join(" "));
-    cmd!(sh, "apt-get update -q")
+    // Another apt (unattended-upgrades at boot) may hold the lock: wait for it
+    // rather than fail.
+    let lock = format!("-oDPkg::Lock::Timeout={LOCK_TIMEOUT_S}");
+    cmd!(sh, "apt-get {lock} update -q")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()
         .context("apt-get update failed; check the machine's apt sources")?;
+    // An earlier dpkg run that was killed leaves its journal behind, and apt-get
+    // then refuses every install ("dpkg was interrupted, you must manually run
+    // 'dpkg --configure -a'"): finish it, as apt asks, before installing.
+    if let Some(pending) = interrupted(Path::new(DPKG_UPDATES)) {
+        eprintln!(
+            "dpkg was interrupted earlier ({pending} journal entries in {DPKG_UPDATES}): \
+             running dpkg --configure -a first"
+        );
+        cmd!(sh, "dpkg --configure -a")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .run()
+            .context(
+                "dpkg --configure -a failed: dpkg's database needs repair by hand \
+                 (see its output above) before packages can be installed",
+            )?;
+    }
     let need_refs = &need;
     cmd!(
         sh,
-        "apt-get install -y -q --no-install-recommends {need_refs...}"
+        "apt-get {lock} install -y -q --no-install-recommends {need_refs...}"
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .run()
@@ -257,6 +290,18 @@ mod tests {
             file("/surely/not/either", "pkg-b"),
         ];
         assert_eq!(missing(&deps), vec!["pkg-a", "pkg-b"]);
+    }
+
+    #[test]
+    fn an_interrupted_dpkg_is_seen_by_its_journal() {
+        let dir = std::env::temp_dir().join(format!("xtask-dpkg-{}", std::process::id()));
+        let _ = fs_err::remove_dir_all(&dir);
+        assert_eq!(interrupted(&dir), None, "no directory");
+        fs_err::create_dir_all(&dir).unwrap();
+        assert_eq!(interrupted(&dir), None, "empty journal");
+        fs_err::write(dir.join("0001"), "Package: x\n").unwrap();
+        assert_eq!(interrupted(&dir), Some(1));
+        fs_err::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

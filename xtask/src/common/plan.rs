@@ -3,12 +3,13 @@
 //!
 //! ```text
 //! [rdma-rc]
-//! patches = 1
+//! patches = 1-2
 //! stable = true
+//! cover = cover-rdma-rc.txt
 //!
 //! [rdma-next]
-//! patches = 2-15
-//! acked-by = netdev 2-3
+//! patches = 3-15
+//! acked-by = netdev 3-4
 //! ```
 //!
 //! `send` writes one directory per part (`target/series/vN/<tree>/`, each applying on
@@ -17,6 +18,10 @@
 //! subject prefixes of what `send` wrote against the plan.
 
 use anyhow::{bail, Context, Result};
+
+/// Subject line, blank line, body: the text of the cover letter of a part that
+/// names none, in patches/.
+pub const COVER_SOURCE: &str = "cover-letter.txt";
 
 /// The trailer a part with `stable = true` adds to each of its patches.
 pub const STABLE_CC: &str = "Cc: stable@vger.kernel.org";
@@ -41,6 +46,10 @@ pub struct Part {
     /// Patches another subsystem's maintainers ack (e.g. `netdev`, patches 2-3)
     /// because they touch its files but go through this tree.
     pub acks: Vec<(String, Vec<usize>)>,
+    /// The cover letter's source (subject, blank line, text) in patches/versions/,
+    /// for a part of more than one patch that is not the series itself; `None`:
+    /// patches/cover-letter.txt.
+    pub cover: Option<String>,
 }
 
 impl Part {
@@ -50,6 +59,7 @@ impl Part {
             patches,
             stable: false,
             acks: Vec::new(),
+            cover: None,
         }
     }
 
@@ -59,6 +69,18 @@ impl Part {
             Patches::All => (1..=n).collect(),
             Patches::List(l) => l.clone(),
         }
+    }
+
+    /// Where its cover letter's text comes from, relative to patches/; `None` for a
+    /// single patch, which is sent without one.
+    pub fn cover_source(&self, n: usize) -> Option<String> {
+        if self.numbers(n).len() < 2 {
+            return None;
+        }
+        Some(match &self.cover {
+            Some(c) => format!("versions/{c}"),
+            None => COVER_SOURCE.to_string(),
+        })
     }
 
     /// The patches another subsystem acks.
@@ -247,6 +269,25 @@ pub fn problems(parts: &[Part], series: &[PatchInfo], cover: Option<&str>) -> Ve
                     ));
                 }
             }
+        }
+    }
+    let mut covers: Vec<(String, &str)> = Vec::new();
+    for p in parts {
+        match p.cover_source(n) {
+            None if p.cover.is_some() => out.push(format!(
+                "[{}] cover = {}: a single patch is sent without a cover letter; remove the line",
+                p.tree,
+                p.cover.as_deref().unwrap_or_default()
+            )),
+            None => {}
+            Some(c) => match covers.iter().find(|(o, _)| *o == c) {
+                Some((_, other)) => out.push(format!(
+                    "[{other}] and [{}] would both be sent with patches/{c} as their cover letter: \
+                     give one of them its own (`cover = cover-{}.txt` in patches/versions/)",
+                    p.tree, p.tree
+                )),
+                None => covers.push((c, &p.tree)),
+            },
         }
     }
     let shared = parts.len() > 1 || parts.iter().any(|p| !p.acks.is_empty());
@@ -469,6 +510,45 @@ mod tests {
         );
         assert!(
             e.contains("acked-by = netdev 4: patch 4 touches none of netdev's files"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cover_letter_per_part_of_several_patches() {
+        let s = series();
+        // Two parts of two patches: the second needs its own cover letter.
+        let mut p = plan();
+        p[0].patches = Patches::List(vec![1, 2]);
+        p[1].patches = Patches::List(vec![3, 4]);
+        p[1].acks = vec![("netdev".into(), vec![3])];
+        let e = problems(&p, &s, None).join("\n");
+        assert!(
+            e.contains(
+                "[rdma-rc] and [rdma-next] would both be sent with patches/cover-letter.txt"
+            ),
+            "{e}"
+        );
+        p[0].cover = Some("cover-rdma-rc.txt".into());
+        assert_eq!(
+            p[0].cover_source(4).as_deref(),
+            Some("versions/cover-rdma-rc.txt")
+        );
+        assert_eq!(p[1].cover_source(4).as_deref(), Some(COVER_SOURCE));
+        // (Patch 2 of the test series is no fix, which is reported too: only the
+        // cover letters matter here.)
+        let e = problems(&p, &s, None).join("\n");
+        assert!(
+            !e.contains("would both be sent") && !e.contains("cover ="),
+            "{e}"
+        );
+        // A single patch has none.
+        let mut p = plan();
+        p[0].cover = Some("cover-rdma-rc.txt".into());
+        assert_eq!(p[0].cover_source(4), None);
+        let e = problems(&p, &s, None).join("\n");
+        assert!(
+            e.contains("[rdma-rc] cover = cover-rdma-rc.txt: a single patch is sent without a cover letter"),
             "{e}"
         );
     }

@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// Hard limit for the guest, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
+    /// More kernel command line for the guest, after the bench's own (the last
+    /// of a repeated parameter wins): e.g. "loglevel=4" to keep the kernel's
+    /// log lines off the serial console.
+    #[arg(long, default_value = "")]
+    pub kernel_args: String,
 }
 
 impl BenchArgs {
@@ -65,6 +70,7 @@ impl BenchArgs {
             update_docs: false,
             analyze_only: false,
             timeout: 3600,
+            kernel_args: String::new(),
         }
     }
 }
@@ -123,7 +129,14 @@ impl BenchArgs {
         let raw = out.join("raw");
         let mut errors = Vec::new();
         if !self.analyze_only {
-            errors = run_guest(sh, project, &plan, &raw, Duration::from_secs(self.timeout))?;
+            errors = run_guest(
+                sh,
+                project,
+                &plan,
+                &raw,
+                Duration::from_secs(self.timeout),
+                &self.kernel_args,
+            )?;
         }
         let summary = summarise(&raw, &plan)?;
         for l in summary.lines() {
@@ -199,6 +212,7 @@ fn run_guest(
     plan: &Plan,
     raw: &Path,
     timeout: Duration,
+    kernel_args: &str,
 ) -> Result<Vec<String>> {
     deps::ensure(sh, "kernel fetch", deps::FETCH)?;
     deps::ensure(sh, "the kernel build", deps::BUILD)?;
@@ -240,7 +254,15 @@ fn run_guest(
         // Without it the guest (no ACPI, HPET or PM timer: allnoconfig) cannot
         // calibrate its TSC and times with refined-jiffies: CLOCK_MONOTONIC and
         // the trace in 4 ms steps. TCG's TSC runs at the host's rate.
-        cmdline: tsc_cmdline(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        cmdline: [
+            tsc_cmdline(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+            kernel_args.trim().to_string(),
+        ]
+        .iter()
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" "),
     };
     let mut errors = Vec::new();
     let out = vm::run(&run, |t, line| {
@@ -313,7 +335,7 @@ fn summarise(raw: &Path, plan: &Plan) -> Result<Summary> {
         .and_then(|v| Meta::from_json(&v))
         .context("no usable meta.json: bench.sh did not get as far as the topology (see the guest's output above)")?;
     let mut latency = Vec::new();
-    for family in ["ipv4", "ipv6"] {
+    for family in ["ipv4", "ipv6", "ipv6-optimistic"] {
         for kind in ["admin", "carrier", "rdma"] {
             let base = raw.join(format!("lat-{family}-{kind}"));
             let (Ok(report), Ok(tr)) = (

@@ -162,6 +162,30 @@ fn cover(ctx: &SeriesCtx) -> Outcome {
             }
         }
     }
+    // The cover letters of the other parts of the merge plan (a broken send.conf is
+    // the plan cell's to report).
+    if let Ok(conf) = crate::common::series::send_conf::SendConfig::load(ctx.project) {
+        for part in &conf.parts {
+            let Some(name) = part.cover_source(ctx.commits.len()) else {
+                continue;
+            };
+            if name == crate::common::series::COVER_SOURCE {
+                continue;
+            }
+            match fs_err::read_to_string(dir.join(&name)) {
+                Err(_) => findings.push(format!(
+                    "patches/{name}: missing; [{}] of the merge plan has more than one patch and \
+                     names it as its cover letter (subject, blank line, text)",
+                    part.tree
+                )),
+                Ok(text) => {
+                    for (line, p) in placeholders(&text) {
+                        findings.push(format!("patches/{name}:{line}: placeholder `{p}`"));
+                    }
+                }
+            }
+        }
+    }
     let changes = dir
         .join(crate::common::series::send_conf::VERSIONS_DIR)
         .join(crate::common::series::send_conf::CHANGES_FILE);

@@ -429,8 +429,16 @@ impl SendArgs {
 
         // The cover letter: subject and text from patches/, then the changelog.
         if let Some(cover) = &cover {
-            let src = fs_err::read_to_string(project.patches_dir().join(series::COVER_SOURCE))
-                .context("patches/cover-letter.txt is missing")?;
+            let name = part
+                .cover_source(neutral.len())
+                .context("a part of several patches has a cover letter source")?;
+            let src =
+                fs_err::read_to_string(project.patches_dir().join(&name)).with_context(|| {
+                    format!(
+                        "patches/{name} is missing: the cover letter of [{}]",
+                        part.tree
+                    )
+                })?;
             let (subject, mut body) = series::parse_cover(&src)?;
             let changes = fs_err::read_to_string(versions.join(CHANGES_FILE)).unwrap_or_default();
             if !changes.trim().is_empty() {

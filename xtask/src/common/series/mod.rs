@@ -13,8 +13,9 @@ use anyhow::{bail, Context, Result};
 
 /// The ordered list of patch files.
 pub const SERIES_FILE: &str = "series";
-/// Subject line, blank line, body: the text of the cover letter.
-pub const COVER_SOURCE: &str = "cover-letter.txt";
+/// Subject line, blank line, body: the text of the cover letter (defined by the
+/// plan, whose parts may name others).
+pub use crate::common::plan::COVER_SOURCE;
 /// The generated cover letter mail.
 pub const COVER_PATCH: &str = "0000-cover-letter.patch";
 /// Placeholders git format-patch writes into a cover letter.

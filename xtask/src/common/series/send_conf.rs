@@ -89,8 +89,19 @@ impl SendConfig {
                 (Some(p), "acked-by") => p.acks.push(
                     plan::parse_ack(v).with_context(|| format!("{}: [{}] acked-by", at(), p.tree))?,
                 ),
+                (Some(p), "cover") => {
+                    if v.is_empty() || v.contains('/') || v.starts_with('.') {
+                        bail!(
+                            "{}: [{}] cover = {v}: the name of a file in patches/versions/, e.g. cover-{}.txt",
+                            at(),
+                            p.tree,
+                            p.tree
+                        );
+                    }
+                    p.cover = Some(v.to_string());
+                }
                 (Some(p), other) => bail!(
-                    "{}: [{}]: unknown key `{other}` (patches, stable, acked-by)",
+                    "{}: [{}]: unknown key `{other}` (patches, stable, acked-by, cover)",
                     at(),
                     p.tree
                 ),
@@ -208,6 +219,9 @@ mod tests {
         assert_eq!(c.parts[1].numbers(15), (2..=15).collect::<Vec<_>>());
         assert_eq!(c.parts[1].acked_by("netdev"), vec![2, 3]);
         assert!(!c.parts[1].stable);
+        assert_eq!(c.parts[1].cover, None);
+        let c = SendConfig::parse("[rdma-rc]\npatches = 1-2\ncover = cover-rdma-rc.txt\n").unwrap();
+        assert_eq!(c.parts[0].cover.as_deref(), Some("cover-rdma-rc.txt"));
         for (bad, want) in [
             ("tree = x\n[a]\npatches = 1\n", "both"),
             ("[a]\nstable = true\n", "no `patches = ...`"),
@@ -216,6 +230,10 @@ mod tests {
             ("[a]\npatches = 1\ncolour = red\n", "unknown key `colour`"),
             ("[a]\npatches = 2-1\n", "patches"),
             ("[a]\npatches = 1\nacked-by = netdev\n", "acked-by"),
+            (
+                "[a]\npatches = 1-2\ncover = ../x.txt\n",
+                "a file in patches/versions/",
+            ),
         ] {
             let e = format!("{:#}", SendConfig::parse(bad).unwrap_err());
             assert!(e.contains(want), "{bad:?}: {e}");
@@ -237,5 +255,14 @@ mod tests {
         assert_eq!(c.parts[0].tree, "rdma-rc");
         assert!(c.parts[0].stable);
         assert_eq!(c.parts[1].tree, "rdma-next");
+        // Every cover letter the plan names is committed.
+        for p in &c.parts {
+            if let Some(src) = p.cover_source(15) {
+                let f = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../patches")
+                    .join(&src);
+                assert!(f.is_file(), "[{}]: patches/{src} is missing", p.tree);
+            }
+        }
     }
 }
