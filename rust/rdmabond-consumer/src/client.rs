@@ -36,6 +36,20 @@ pub struct Options {
     pub faults: Vec<Fault>,
 }
 
+/// How long a stream waits after a failure in `phase` before it connects
+/// again. An established connection that fails has most likely lost its port,
+/// and the group has moved the address by the time the error arrives (a port
+/// set down moves its addresses before its QPs are flushed; an RDMA device is
+/// removed after the addresses left it): the first try is at once. A failed
+/// connection attempt backs off, so that a port that stays down is not
+/// hammered.
+fn first_retry(phase: Phase) -> Duration {
+    match phase {
+        Phase::Up => Duration::ZERO,
+        _ => Duration::from_millis(100),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Down,
@@ -144,7 +158,8 @@ impl Client<'_> {
                 what,
             });
         }
-        self.reset(i, Duration::from_millis(100));
+        let delay = first_retry(self.streams[i].phase);
+        self.reset(i, delay);
         self.next_source(i);
     }
 
@@ -654,4 +669,22 @@ pub fn run(o: &Options) -> Result<Report> {
         ok: problems.is_empty(),
         problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_was_up_retries_at_once() {
+        assert_eq!(first_retry(Phase::Up), Duration::ZERO);
+        for p in [
+            Phase::Down,
+            Phase::Resolving,
+            Phase::Routing,
+            Phase::Connecting,
+        ] {
+            assert_eq!(first_retry(p), Duration::from_millis(100), "{p:?}");
+        }
+    }
 }
