@@ -18,8 +18,28 @@ use crate::rdma::{self, Channel, Completion, Conn};
 use crate::report::{self, Event, PortCount, Report, Snapshot};
 use crate::rtnl::{self, Socket};
 
-/// How long a dropped connection's id still reports ADDR_CHANGE.
+/// How long the id of a dropped connection attempt is kept, so that an event
+/// already queued to it is still seen.
 const RETIRE: Duration = Duration::from_secs(2);
+
+/// How long the id of a dropped established connection still reports
+/// ADDR_CHANGE. The kernel queues it once the address is usable on its new
+/// port: for IPv6, once DAD is done, which takes up to 2 s with the default
+/// sysctls after the connection lost its GID (a random delay of up to 1 s,
+/// then 1 s), and never later than [`USABLE_WAIT_MAX`] after the move.
+const RETIRE_UP: Duration = Duration::from_secs(USABLE_WAIT_MAX.as_secs() + 2);
+
+/// The kernel's RDMABOND_USABLE_WAIT_MAX: past it, the group notifies even
+/// if the address is still not usable.
+const USABLE_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How long a dropped connection's id is kept after a failure in `phase`.
+fn retire_for(phase: Phase) -> Duration {
+    match phase {
+        Phase::Up => RETIRE_UP,
+        _ => RETIRE,
+    }
+}
 
 pub struct Options {
     /// The group, or None for the no-group baseline over `sources`.
@@ -128,7 +148,8 @@ impl Client<'_> {
             if s.phase == Phase::Up {
                 c.disconnect();
             }
-            self.retired.push((Instant::now() + RETIRE, i, c));
+            self.retired
+                .push((Instant::now() + retire_for(s.phase), i, c));
         }
         if s.phase != Phase::Down {
             self.reconnects += 1;
@@ -685,6 +706,22 @@ mod tests {
             Phase::Connecting,
         ] {
             assert_eq!(first_retry(p), Duration::from_millis(100), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn a_dropped_connection_hears_of_the_address_until_the_kernel_stops_waiting() {
+        // Seen failing in CI with 2 s: IPv6 DAD on the failback port ended
+        // 2.1 s after the connection lost its GID, and the ADDR_CHANGE
+        // went to an id that was already gone.
+        assert!(retire_for(Phase::Up) > USABLE_WAIT_MAX);
+        for p in [
+            Phase::Down,
+            Phase::Resolving,
+            Phase::Routing,
+            Phase::Connecting,
+        ] {
+            assert_eq!(retire_for(p), RETIRE, "{p:?}");
         }
     }
 }
