@@ -311,19 +311,27 @@ pub fn scale_groups(n: u32, trace: &[Event]) -> Point {
 }
 
 /// The growth a curve shows, from the slope of log(time) over log(n) between
-/// its first and last points.
+/// its last two points: the fixed costs (the engine's start, a work item)
+/// dominate the small counts, and a slope taken from the first point hides a
+/// quadratic term behind them (1 -> 256 addresses gave 1.08 when 64 -> 256
+/// gave 1.97).
 pub fn complexity(points: &[Point]) -> String {
-    let pts: Vec<(f64, f64)> = points
+    let pts: Vec<(u32, f64)> = points
         .iter()
-        .filter_map(|p| p.time.map(|t| (f64::from(p.n), t.median.max(0.001))))
+        .filter_map(|p| p.time.map(|t| (p.n, t.median.max(0.001))))
         .collect();
-    let (Some(a), Some(b)) = (pts.first(), pts.last()) else {
-        return "no data".into();
+    let [.., a, b] = pts.as_slice() else {
+        return if pts.is_empty() {
+            "no data"
+        } else {
+            "one point"
+        }
+        .into();
     };
     if b.0 <= a.0 {
         return "one point".into();
     }
-    let slope = (b.1 / a.1).ln() / (b.0 / a.0).ln();
+    let slope = (b.1 / a.1).ln() / (f64::from(b.0) / f64::from(a.0)).ln();
     let shape = match slope {
         s if s < 0.25 => "O(1)",
         s if s < 0.75 => "sublinear",
@@ -331,7 +339,7 @@ pub fn complexity(points: &[Point]) -> String {
         s if s < 1.7 => "superlinear",
         _ => "O(n^2) or worse",
     };
-    format!("{shape} (log-log slope {slope:.2})")
+    format!("{shape} (log-log slope {slope:.2} from {} to {})", a.0, b.0)
 }
 
 /// Messages acknowledged per second in a throughput run.
@@ -494,6 +502,13 @@ mod tests {
         assert!(complexity(&[p(1, 1.0), p(256, 256.0)]).starts_with("O(n)"));
         assert!(complexity(&[p(1, 2.0), p(256, 2.2)]).starts_with("O(1)"));
         assert_eq!(complexity(&[]), "no data");
+        assert_eq!(complexity(&[p(1, 2.0)]), "one point");
+        // The bench of 2026-12-04: a fixed cost at 1, quadratic above 16.
+        let moved = [p(1, 2.0), p(16, 4.1), p(64, 51.8), p(256, 800.3)];
+        assert_eq!(
+            complexity(&moved),
+            "O(n^2) or worse (log-log slope 1.97 from 64 to 256)"
+        );
     }
 
     #[test]

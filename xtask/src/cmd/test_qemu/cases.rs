@@ -51,6 +51,33 @@ pub fn kmemleak_cases(lines: &[(f64, String)]) -> Vec<Case> {
         .collect()
 }
 
+/// One case per selftest: it left no process running once it ended (the payload
+/// names and kills what it left, [`super::payload::LEFTOVERS`]). Such a process
+/// held the output of the tests open, and the guest waited for it until its
+/// timeout.
+pub fn leftover_cases(lines: &[(f64, String)]) -> Vec<Case> {
+    lines
+        .iter()
+        .filter_map(|(_, l)| l.trim_end().strip_prefix(super::payload::LEFTOVERS))
+        .filter_map(|rest| {
+            // "collection:test: N; PID CMD; ...": a test's name has no ": ".
+            let (test, found) = rest.split_once(": ")?;
+            let (n, what) = found.split_once("; ").unwrap_or((found, ""));
+            let n: usize = n.trim().parse().ok()?;
+            Some(Case {
+                name: format!(
+                    "{} left no process running",
+                    test.rsplit(':').next().unwrap_or(test)
+                ),
+                outcome: if n == 0 { Outcome::Pass } else { Outcome::Fail },
+                directive: (n > 0).then(|| format!("{n} killed: {what}")),
+                seconds: 0.0,
+                subtests: Vec::new(),
+            })
+        })
+        .collect()
+}
+
 /// The leaks of the boot (found before the first test, or allocated at boot and
 /// found later), one line each.
 pub fn boot_leaks(lines: &[(f64, String)]) -> Vec<String> {
@@ -152,5 +179,26 @@ mod tests {
         // The debug kernel has KUnit but no Rust: no suite expected.
         let dbg = config(&["CONFIG_KUNIT", "CONFIG_KUNIT_AUTORUN_ENABLED"]);
         assert!(missing_kunit_suites(&dbg, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_test_that_leaves_a_process_running_fails_its_case() {
+        let lines = vec![
+            (1.0, "XTASK-LEFTOVERS d/x:a.sh: 0".to_string()),
+            (
+                2.0,
+                "XTASK-LEFTOVERS d/x:b.sh: 1; 345 python3 ynl_server.py a: b ".to_string(),
+            ),
+            (3.0, "# XTASK-LEFTOVERS d/x:c.sh: 1".to_string()),
+        ];
+        let c = leftover_cases(&lines);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].name, "a.sh left no process running");
+        assert_eq!(c[0].outcome, Outcome::Pass);
+        assert_eq!(c[1].outcome, Outcome::Fail);
+        assert_eq!(
+            c[1].directive.as_deref(),
+            Some("1 killed: 345 python3 ynl_server.py a: b")
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::common::project::Project;
 use crate::common::series::apply;
 use crate::common::util::{fmt_duration, Phases};
 use crate::common::vm::{self, Accel};
-use cases::{boot_leaks, kmemleak_cases, missing_kunit_suites};
+use cases::{boot_leaks, kmemleak_cases, leftover_cases, missing_kunit_suites};
 use payload::{list_tests, select_tests, selftest_payload, test_started, timeout_words};
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +181,7 @@ impl<'a> Stage<'a> {
         cases.extend(kunit);
         cases.extend(outcome.kernel_log_cases());
         cases.extend(kmemleak_cases(&outcome.vm.lines));
+        cases.extend(leftover_cases(&outcome.vm.lines));
         for c in &mut cases {
             c.name = format!("{}{}", self.prefix(), c.name);
         }

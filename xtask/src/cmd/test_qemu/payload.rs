@@ -6,6 +6,14 @@ use anyhow::{bail, Result};
 use crate::common::kmemleak;
 use crate::common::vm;
 
+/// The line the payload prints after a test's run_kselftest.sh; the sed that
+/// renumbers the test's TAP stops there.
+pub const TEST_END: &str = "XTASK-TEST-END";
+
+/// The start of the line that says, after each test, how many processes the test
+/// left running (`XTASK-LEFTOVERS collection:test: N; PID CMD; ...`).
+pub const LEFTOVERS: &str = "XTASK-LEFTOVERS ";
+
 /// kselftest's timeout of a test: the `timeout=` of its directory's `settings`
 /// file, else the runner's default of 45 s; as words for the start line.
 pub fn timeout_words(settings: Option<&str>) -> String {
@@ -57,8 +65,25 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
          if [ -w $kml ]; then\n\
          \tkml_scan; echo '{begin}boot'; cat $kml; echo '{end}'; echo clear >$kml\n\
          fi\n\
+         # A process a test leaves running keeps the pipe to sed open, and sed\n\
+         # would wait for it until the guest's timeout: sed stops at the line\n\
+         # printed after the test, and what was left is named and killed.\n\
+         # Only this script's session: what a test starts stays in it.\n\
+         xtask_session() {{ local s; read -r s </proc/$$/stat; s=${{s##*) }}; set -- $s; echo \"$4\"; }}\n\
+         xtask_sid=$(xtask_session)\n\
+         xtask_pids() {{ local p s; for p in /proc/[0-9]*; do\n\
+         \tread -r s 2>/dev/null <\"$p/stat\" || continue; s=${{s##*) }}; set -- $s\n\
+         \t[ \"$4\" = \"$xtask_sid\" ] && echo \"${{p#/proc/}}\"; done; }}\n\
+         xtask_leftovers() {{ local pid c n=0 what=; for pid in $(xtask_pids); do\n\
+         \tcase \" $2 \" in *\" $pid \"*) continue ;; esac\n\
+         \t[ \"$pid\" = $$ ] && continue\n\
+         \tc=$(tr '\\0' ' ' 2>/dev/null </proc/$pid/cmdline) || continue\n\
+         \t[ -n \"$c\" ] || continue\n\
+         \tn=$((n + 1)); what=\"$what; $pid ${{c:0:160}}\"; kill -9 \"$pid\" 2>/dev/null\n\
+         \tdone; echo \"{leftovers}$1: $n${{what}}\"; }}\n\
          echo 'TAP version 13'\n\
          echo '1..{n}'\n",
+        leftovers = LEFTOVERS,
         begin = kmemleak::BEGIN,
         end = kmemleak::END,
         n = tests.len()
@@ -67,12 +92,15 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
         let n = i + 1;
         s.push_str(&format!(
             "echo '{mark}{t}' >/dev/kmsg\n\
-             ./run_kselftest.sh -t '{t}' 2>&1 | sed -u -e '/^TAP version 13$/d' -e '/^1\\.\\.1$/d' -e '/^# Totals: /d' \\\n\
+             before=$(xtask_pids)\n\
+             {{ ./run_kselftest.sh -t '{t}' 2>&1; echo {end_mark}; }} | sed -u -e '/^{end_mark}$/Q' -e '/^TAP version 13$/d' -e '/^1\\.\\.1$/d' -e '/^# Totals: /d' \\\n\
              \t-e 's/^ok 1 /ok {n} /' -e 's/^not ok 1 /not ok {n} /'\n\
+             xtask_leftovers '{t}' \"$before\"\n\
              if [ -w $kml ]; then\n\
              \tkml_scan; echo '{begin}{t}'; cat $kml; echo '{end}'; echo clear >$kml\n\
              fi\n",
             mark = vm::SECTION_MARK,
+            end_mark = TEST_END,
             begin = kmemleak::BEGIN,
             end = kmemleak::END,
         ));
@@ -160,5 +188,50 @@ mod tests {
         assert_eq!(timeout_words(Some("timeout=300\n")), "300 s, from settings");
         assert_eq!(timeout_words(None), "45 s, kselftest's default");
         assert!(timeout_words(Some("timeout=0\n")).starts_with("none"));
+    }
+
+    /// The payload on the host's bash with a fake runner whose test leaves a
+    /// process behind that holds its output open: the script goes on to the
+    /// next test and names the process. Before the sentinel, sed waited for
+    /// it (the guest of 2026-12-04 sat idle after rds.sh until killed).
+    #[test]
+    fn a_process_left_running_neither_blocks_the_next_test_nor_goes_unseen() {
+        let dir = std::env::temp_dir().join(format!("xtask-payload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runner = dir.join("run_kselftest.sh");
+        std::fs::write(
+            &runner,
+            "#!/bin/bash\n\
+             echo 'TAP version 13'\necho '1..1'\n\
+             [ \"$2\" = d:a.sh ] && { sleep 30 & }\n\
+             echo \"ok 1 selftests: $2\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tests = vec!["d:a.sh".to_string(), "d:b.sh".to_string()];
+        let script =
+            selftest_payload(dir.to_str().unwrap(), &tests).replace("/dev/kmsg", "/dev/null");
+        // In its own session: the script kills what it finds in its session.
+        let out = std::process::Command::new("setsid")
+            .arg("bash")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let out = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.contains(&"ok 2 selftests: d:b.sh"), "{out}");
+        let left: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(LEFTOVERS))
+            .collect();
+        assert_eq!(left.len(), 2, "{out}");
+        assert!(left[0].starts_with("XTASK-LEFTOVERS d:a.sh: 1; "), "{out}");
+        assert!(left[0].ends_with(" sleep 30 "), "{out}");
+        assert_eq!(left[1], "XTASK-LEFTOVERS d:b.sh: 0", "{out}");
+        assert!(!out.contains(TEST_END), "{out}");
     }
 }
