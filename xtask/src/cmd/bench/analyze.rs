@@ -144,7 +144,6 @@ pub fn latency(
         let end = faults
             .get(i + 1)
             .map_or(f64::INFINITY, |n| starts[i + 1].unwrap_or(n.ts));
-        let inw = |ts: f64| ts >= f.ts && ts < end;
         let after = |ts: f64| ts >= t0 && ts < end;
         let moves: Vec<f64> = trace
             .iter()
@@ -158,9 +157,13 @@ pub fn latency(
             })
             .map(|e| e.ts)
             .next_back();
-        // Streams disrupted in the window, and when each came back.
+        // Streams disrupted from the fault's kernel event on, and when each
+        // came back. Not from the command's start: `rdma link add` of a
+        // failback can break a stream and see it connect again before the
+        // port's event, and that reconnection is not the failback's (it
+        // came out 100 ms before the failback delay ended).
         let mut disrupted: BTreeMap<u64, f64> = BTreeMap::new();
-        for e in ev.iter().filter(|e| inw(e.ts)) {
+        for e in ev.iter().filter(|e| after(e.ts)) {
             if matches!(e.kind, "addr_change" | "conn_error") {
                 if let Some(s) = e.stream {
                     disrupted.entry(s).or_insert(e.ts);
@@ -430,6 +433,9 @@ mod tests {
                 {"event": "established", "t": 1.030, "stream": 0},
                 {"event": "flowing", "t": 1.040, "stream": 0},
                 {"event": "fault", "t": 2.0, "name": "failback-0", "done": 2.02},
+                // broken and back while the command ran, before the port's event
+                {"event": "conn_error", "t": 2.005, "stream": 0},
+                {"event": "established", "t": 2.008, "stream": 0},
                 {"event": "addr_change", "t": 2.121, "stream": 0},
                 {"event": "established", "t": 2.130, "stream": 0},
             ]
@@ -443,6 +449,7 @@ mod tests {
         // failback: the 100 ms delay is taken off; no ack came
         assert_eq!(back[0][0], Some(1.0));
         assert_eq!(back[0][2], Some(10.0));
+        assert_eq!(back[0][3], Some(20.0));
         assert_eq!(back[0][4], None);
         assert!(latency(&meta(), true, &json!({"events": []}), &trace).is_err());
     }
