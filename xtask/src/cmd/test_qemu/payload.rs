@@ -77,9 +77,9 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
          xtask_leftovers() {{ local pid c n=0 what=; for pid in $(xtask_pids); do\n\
          \tcase \" $2 \" in *\" $pid \"*) continue ;; esac\n\
          \t[ \"$pid\" = $$ ] && continue\n\
-         \tc=$(tr '\\0' ' ' 2>/dev/null </proc/$pid/cmdline) || continue\n\
+         \tc=$(tr '\\0' ' ' 2>/dev/null </proc/$pid/cmdline | cut -c1-160)\n\
          \t[ -n \"$c\" ] || continue\n\
-         \tn=$((n + 1)); what=\"$what; $pid ${{c:0:160}}\"; kill -9 \"$pid\" 2>/dev/null\n\
+         \tn=$((n + 1)); what=\"$what; $pid $c\"; kill -9 \"$pid\" 2>/dev/null\n\
          \tdone; echo \"{leftovers}$1: $n${{what}}\"; }}\n\
          echo 'TAP version 13'\n\
          echo '1..{n}'\n",
@@ -213,8 +213,9 @@ mod tests {
         let script =
             selftest_payload(dir.to_str().unwrap(), &tests).replace("/dev/kmsg", "/dev/null");
         // In its own session: the script kills what it finds in its session.
+        // The guest runs it with sh (dash on Debian), not bash.
         let out = std::process::Command::new("setsid")
-            .arg("bash")
+            .arg("sh")
             .arg("-c")
             .arg(&script)
             .output()
