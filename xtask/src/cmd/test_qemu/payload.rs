@@ -73,7 +73,7 @@ pub fn selftest_payload(dir: &str, tests: &[String]) -> String {
          xtask_sid=$(xtask_session)\n\
          xtask_pids() {{ local p s; for p in /proc/[0-9]*; do\n\
          \tread -r s 2>/dev/null <\"$p/stat\" || continue; s=${{s##*) }}; set -- $s\n\
-         \t[ \"$4\" = \"$xtask_sid\" ] && echo \"${{p#/proc/}}\"; done; }}\n\
+         \t[ \"$4\" = \"$xtask_sid\" ] && printf '%s ' \"${{p#/proc/}}\"; done; }}\n\
          xtask_leftovers() {{ local pid c n=0 what=; for pid in $(xtask_pids); do\n\
          \tcase \" $2 \" in *\" $pid \"*) continue ;; esac\n\
          \t[ \"$pid\" = $$ ] && continue\n\
@@ -210,8 +210,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
         let tests = vec!["d:a.sh".to_string(), "d:b.sh".to_string()];
-        let script =
-            selftest_payload(dir.to_str().unwrap(), &tests).replace("/dev/kmsg", "/dev/null");
+        // A process of the session from before the tests is nobody's leftover
+        // (in the guest: the init script that runs the payload).
+        let script = format!(
+            "sleep 20 & pre=$!\n{}kill $pre\n",
+            selftest_payload(dir.to_str().unwrap(), &tests).replace("/dev/kmsg", "/dev/null")
+        );
         // In its own session: the script kills what it finds in its session.
         // The guest runs it with sh (dash on Debian), not bash.
         let out = std::process::Command::new("setsid")
