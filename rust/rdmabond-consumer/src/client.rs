@@ -24,9 +24,9 @@ const RETIRE: Duration = Duration::from_secs(2);
 
 /// How long the id of a dropped established connection still reports
 /// ADDR_CHANGE. The kernel queues it once the address is usable on its new
-/// port: for IPv6, once DAD is done, which takes up to 2 s with the default
-/// sysctls after the connection lost its GID (a random delay of up to 1 s,
-/// then 1 s), and never later than [`USABLE_WAIT_MAX`] after the move.
+/// port: for IPv6, once DAD is done, which takes about 1 s with the default
+/// sysctls after the connection lost its GID (one probe, sent at once for a
+/// moved address), and never later than [`USABLE_WAIT_MAX`] after the move.
 const RETIRE_UP: Duration = Duration::from_secs(USABLE_WAIT_MAX.as_secs() + 2);
 
 /// The kernel's RDMABOND_USABLE_WAIT_MAX: past it, the group notifies even
