@@ -18,7 +18,9 @@
 #   lat-FAMILY-KIND   rbc over group rb0 (a0, a1), REPS cycles of a fault of a0
 #                     (admin down, carrier loss, RDMA device removal) and its
 #                     recovery; failback delay $FAILBACK_MS ms; FAMILY ipv4,
-#                     ipv6 (stock DAD) or ipv6-optimistic (optimistic DAD)
+#                     ipv6 (stock DAD) or ipv6-optimistic (optimistic DAD);
+#                     and ipv4-stock-arp (admin down only): IPv4 with host
+#                     A's ARP sysctls at their defaults
 #   addrs-N           a0 carries N IPv4 addresses and goes down, REPS_SCALE times
 #   ids-N             N ids bound to a0's address (rbc bind) when it moves
 #   groups-G          G groups of two ports; the first port of each goes down at
@@ -146,6 +148,15 @@ latency()
 		servers=("${IP4_B[@]}")
 		period=4
 		;;
+	ipv4-stock-arp)
+		# lib.sh gives the hosts arp_ignore=1 and arp_announce=2,
+		# which two ports of a host on one subnet need (rdmabond.rst,
+		# "ARP"); this case runs with the defaults, 0 and 0, as on a
+		# host nobody tuned: how much does ARP flux cost?
+		servers=("${IP4_B[@]}")
+		period=4
+		arp_sysctls 0 0 || { err "lat-$family-$kind: cannot reset the ARP sysctls"; return; }
+		;;
 	ipv6)
 		servers=("${IP6_B[@]}")
 		period=8
@@ -174,6 +185,19 @@ latency()
 	trace_save "lat-$family-$kind"
 	topo_wait 20 a0_home || err "lat-$family-$kind: a0 did not get its addresses back"
 	[ "$family" = ipv6-optimistic ] && optimistic 0
+	[ "$family" = ipv4-stock-arp ] && arp_sysctls 1 2
+}
+
+# arp_sysctls IGNORE ANNOUNCE: host A's ARP sysctls, for all its devices and
+# each port.
+arp_sysctls()
+{
+	local conf
+	for conf in all default "${PORTS_A[@]}"; do
+		ip netns exec "$NS_A" sysctl -qw \
+			"net.ipv4.conf.$conf.arp_ignore=$1" \
+			"net.ipv4.conf.$conf.arp_announce=$2" || return 1
+	done
 }
 
 # optimistic 0|1: optimistic DAD off or on for host A's ports.
@@ -418,6 +442,7 @@ for family in ipv4 ipv6 ipv6-optimistic; do
 		latency "$family" "$kind"
 	done
 done
+latency ipv4-stock-arp admin
 scale_addrs
 scale_ids
 scale_groups

@@ -329,13 +329,17 @@ fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
+/// The families of bench.sh's latency cases, in the order of the table: its
+/// lat-FAMILY-KIND files (ipv4-stock-arp has admin only).
+const LATENCY_FAMILIES: [&str; 4] = ["ipv4", "ipv6", "ipv6-optimistic", "ipv4-stock-arp"];
+
 /// Reads everything bench.sh left in `raw`.
 fn summarise(raw: &Path, plan: &Plan) -> Result<Summary> {
     let meta = read_json(&raw.join("meta.json"))
         .and_then(|v| Meta::from_json(&v))
         .context("no usable meta.json: bench.sh did not get as far as the topology (see the guest's output above)")?;
     let mut latency = Vec::new();
-    for family in ["ipv4", "ipv6", "ipv6-optimistic"] {
+    for family in LATENCY_FAMILIES {
         for kind in ["admin", "carrier", "rdma"] {
             let base = raw.join(format!("lat-{family}-{kind}"));
             let (Ok(report), Ok(tr)) = (
@@ -344,7 +348,7 @@ fn summarise(raw: &Path, plan: &Plan) -> Result<Summary> {
             ) else {
                 continue;
             };
-            let (over, back) = analyze::latency(&meta, family == "ipv4", &report, &tr)
+            let (over, back) = analyze::latency(&meta, family.starts_with("ipv4"), &report, &tr)
                 .with_context(|| format!("{}", base.display()))?;
             for (dir, samples) in [("failover", over), ("failback", back)] {
                 let stats: Vec<Option<Stat>> = (0..MILESTONES.len())
