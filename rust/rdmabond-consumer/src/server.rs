@@ -34,6 +34,7 @@ pub fn run(o: &Options) -> Result<()> {
     eprintln!("rbc server: listening on {:?} port {}", o.addrs, o.port);
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut streams: HashMap<(u64, u32), Stream> = HashMap::new();
+    let mut owners = Owners::default();
     let mut done = VecDeque::new();
     let start = Instant::now();
     loop {
@@ -82,12 +83,14 @@ pub fn run(o: &Options) -> Result<()> {
                 }
                 _ => {
                     if conns.remove(&key).is_some() {
+                        owners.forget(key);
                         eprintln!("rbc server: connection closed ({})", ev.name());
                     }
                 }
             }
         }
         let mut broken = Vec::new();
+        let mut stale = Vec::new();
         for (key, c) in conns.iter_mut() {
             if let Err(e) = c.poll(&mut done) {
                 eprintln!("rbc server: {e:#}");
@@ -97,6 +100,13 @@ pub fn run(o: &Options) -> Result<()> {
             while let Some(comp) = done.pop_front() {
                 match comp {
                     Completion::Received(m) if m.kind == proto::DATA => {
+                        if let Some(old) = owners.claim((m.run, m.stream), *key) {
+                            eprintln!(
+                                "rbc server: stream {} of run {:#x} came back on another connection, closing the old one",
+                                m.stream, m.run
+                            );
+                            stale.push(old);
+                        }
                         let s = streams.entry((m.run, m.stream)).or_default();
                         s.receive(m.seq, m.flags);
                         let ack = Msg {
@@ -118,13 +128,42 @@ pub fn run(o: &Options) -> Result<()> {
             }
             done.clear();
         }
-        for k in broken {
+        for k in broken.into_iter().chain(stale) {
             if let Some(mut c) = conns.remove(&k) {
+                owners.forget(k);
                 c.disconnect();
             }
         }
     }
     Ok(())
+}
+
+/// Which connection serves each stream (client run, stream number).
+///
+/// A client whose port failed connects again for the same stream, and the
+/// old connection on this side may never hear of it: no DREQ comes when the
+/// client's RDMA device went away, and an idle connection of this server
+/// sends nothing that could time out. It would stay open for good, and its
+/// peer's QP number with it: a client RDMA device created again (an rxe
+/// device deleted and added back) numbers its QPs from the start, and the
+/// RDMA CM rejects each new connection whose QP number an open one still
+/// has (IB_CM_REJ_STALE_CONN), one per stale connection. So the first
+/// message of a stream on a new connection closes the old one, as a server
+/// with keepalives would find it dead.
+#[derive(Debug, Default)]
+struct Owners(HashMap<(u64, u32), usize>);
+
+impl Owners {
+    /// `conn` delivered a message of `stream`: the connection that served
+    /// the stream before, if it was another one.
+    fn claim(&mut self, stream: (u64, u32), conn: usize) -> Option<usize> {
+        self.0.insert(stream, conn).filter(|&old| old != conn)
+    }
+
+    /// `conn` is closed: it serves nothing (its key may be reused).
+    fn forget(&mut self, conn: usize) {
+        self.0.retain(|_, c| *c != conn);
+    }
 }
 
 /// A new id listening on `addr`.
@@ -133,4 +172,22 @@ fn listen(ch: &Channel, addr: SocketAddr) -> Result<Conn> {
     l.bind_listen(addr)
         .with_context(|| format!("cannot listen on {} port {}", addr.ip(), addr.port()))?;
     Ok(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Owners;
+
+    #[test]
+    fn a_stream_back_on_a_new_connection_names_the_old_one() {
+        let mut o = Owners::default();
+        assert_eq!(o.claim((1, 0), 10), None, "first connection of stream 0");
+        assert_eq!(o.claim((1, 0), 10), None, "same connection again");
+        assert_eq!(o.claim((1, 1), 11), None, "stream 1 has its own");
+        assert_eq!(o.claim((1, 0), 12), Some(10), "stream 0 reconnected");
+        assert_eq!(o.claim((2, 0), 13), None, "another run's stream 0");
+        o.forget(12);
+        assert_eq!(o.claim((1, 0), 14), None, "the closed one is forgotten");
+        assert_eq!(o.claim((1, 1), 14), Some(11), "one connection, two streams");
+    }
 }
