@@ -35,6 +35,9 @@ pub fn run(o: &Options) -> Result<()> {
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut streams: HashMap<(u64, u32), Stream> = HashMap::new();
     let mut owners = Owners::default();
+    // The order in which connections were accepted (see Owners).
+    let mut order: HashMap<usize, u64> = HashMap::new();
+    let mut accepted = 0u64;
     let mut done = VecDeque::new();
     let start = Instant::now();
     loop {
@@ -59,6 +62,8 @@ pub fn run(o: &Options) -> Result<()> {
                     match r {
                         Ok(()) => {
                             conns.insert(key, c);
+                            accepted += 1;
+                            order.insert(key, accepted);
                         }
                         Err(e) => eprintln!("rbc server: cannot accept: {e:#}"),
                     }
@@ -84,6 +89,7 @@ pub fn run(o: &Options) -> Result<()> {
                 _ => {
                     if conns.remove(&key).is_some() {
                         owners.forget(key);
+                        order.remove(&key);
                         eprintln!("rbc server: connection closed ({})", ev.name());
                     }
                 }
@@ -100,7 +106,8 @@ pub fn run(o: &Options) -> Result<()> {
             while let Some(comp) = done.pop_front() {
                 match comp {
                     Completion::Received(m) if m.kind == proto::DATA => {
-                        if let Some(old) = owners.claim((m.run, m.stream), *key) {
+                        let nth = order.get(key).copied().unwrap_or(0);
+                        if let Some(old) = owners.claim((m.run, m.stream), *key, nth) {
                             eprintln!(
                                 "rbc server: stream {} of run {:#x} came back on another connection, closing the old one",
                                 m.stream, m.run
@@ -131,6 +138,7 @@ pub fn run(o: &Options) -> Result<()> {
         for k in broken.into_iter().chain(stale) {
             if let Some(mut c) = conns.remove(&k) {
                 owners.forget(k);
+                order.remove(&k);
                 c.disconnect();
             }
         }
@@ -148,21 +156,30 @@ pub fn run(o: &Options) -> Result<()> {
 /// device deleted and added back) numbers its QPs from the start, and the
 /// RDMA CM rejects each new connection whose QP number an open one still
 /// has (IB_CM_REJ_STALE_CONN), one per stale connection. So the first
-/// message of a stream on a new connection closes the old one, as a server
-/// with keepalives would find it dead.
+/// message of a stream on a newer connection closes the old one, as a server
+/// with keepalives would find it dead. A late message on the old connection
+/// (sent before the client gave up on it) changes nothing.
 #[derive(Debug, Default)]
-struct Owners(HashMap<(u64, u32), usize>);
+struct Owners(HashMap<(u64, u32), (usize, u64)>);
 
 impl Owners {
-    /// `conn` delivered a message of `stream`: the connection that served
-    /// the stream before, if it was another one.
-    fn claim(&mut self, stream: (u64, u32), conn: usize) -> Option<usize> {
-        self.0.insert(stream, conn).filter(|&old| old != conn)
+    /// `conn`, the `nth` connection accepted, delivered a message of
+    /// `stream`: the connection that served the stream before, if `conn`
+    /// takes over from an older one.
+    fn claim(&mut self, stream: (u64, u32), conn: usize, nth: u64) -> Option<usize> {
+        match self.0.get(&stream) {
+            Some(&(old, old_nth)) if old == conn || old_nth > nth => None,
+            owner => {
+                let old = owner.map(|&(old, _)| old);
+                self.0.insert(stream, (conn, nth));
+                old
+            }
+        }
     }
 
     /// `conn` is closed: it serves nothing (its key may be reused).
     fn forget(&mut self, conn: usize) {
-        self.0.retain(|_, c| *c != conn);
+        self.0.retain(|_, (c, _)| *c != conn);
     }
 }
 
@@ -181,13 +198,23 @@ mod tests {
     #[test]
     fn a_stream_back_on_a_new_connection_names_the_old_one() {
         let mut o = Owners::default();
-        assert_eq!(o.claim((1, 0), 10), None, "first connection of stream 0");
-        assert_eq!(o.claim((1, 0), 10), None, "same connection again");
-        assert_eq!(o.claim((1, 1), 11), None, "stream 1 has its own");
-        assert_eq!(o.claim((1, 0), 12), Some(10), "stream 0 reconnected");
-        assert_eq!(o.claim((2, 0), 13), None, "another run's stream 0");
+        assert_eq!(o.claim((1, 0), 10, 1), None, "first connection of stream 0");
+        assert_eq!(o.claim((1, 0), 10, 1), None, "same connection again");
+        assert_eq!(o.claim((1, 1), 11, 2), None, "stream 1 has its own");
+        assert_eq!(o.claim((1, 0), 12, 3), Some(10), "stream 0 reconnected");
+        assert_eq!(
+            o.claim((1, 0), 10, 1),
+            None,
+            "a late message on the old one"
+        );
+        assert_eq!(o.claim((1, 0), 12, 3), None, "the new one still serves it");
+        assert_eq!(o.claim((2, 0), 13, 4), None, "another run's stream 0");
         o.forget(12);
-        assert_eq!(o.claim((1, 0), 14), None, "the closed one is forgotten");
-        assert_eq!(o.claim((1, 1), 14), Some(11), "one connection, two streams");
+        assert_eq!(o.claim((1, 0), 14, 5), None, "the closed one is forgotten");
+        assert_eq!(
+            o.claim((1, 1), 14, 5),
+            Some(11),
+            "one connection, two streams"
+        );
     }
 }
