@@ -32,6 +32,8 @@
 #                     with the group, with no group (rbc reconnects from a1's
 #                     address itself), and over rxe on an active-backup bond of
 #                     a0 and a1
+# BENCH_CM_TRACE=1 (cargo xtask bench --cm-trace) records the RDMA CM's own
+# trace events (ib_cma, rdma_cma) in the traces too.
 # Lines "bench: ..." say what runs; "bench-error: ..." what failed.
 
 set -u
@@ -68,6 +70,13 @@ trace_setup()
 	echo 16384 >"$TRACEFS/buffer_size_kb"
 	echo 1 >"$TRACEFS/events/rdmabond/enable"
 	echo 1 >"$TRACEFS/events/rdma_cma/cm_notify_addr_change/enable"
+	# cargo xtask bench --cm-trace: the RDMA CM's own events too, of both
+	# hosts (REQ, REP, REJ, DREQ, every cm_id event).
+	if [ "${BENCH_CM_TRACE:-0}" = 1 ]; then
+		echo 65536 >"$TRACEFS/buffer_size_kb"
+		echo 1 >"$TRACEFS/events/ib_cma/enable"
+		echo 1 >"$TRACEFS/events/rdma_cma/enable"
+	fi
 	echo 1 >"$TRACEFS/tracing_on"
 }
 

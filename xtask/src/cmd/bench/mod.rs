@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// log lines off the serial console.
     #[arg(long, default_value = "")]
     pub kernel_args: String,
+    /// Record the RDMA CM's own trace events too (`ib_cma`, `rdma_cma`: REQ,
+    /// REP, REJ, DREQ and every cm_id event, of both hosts) in the raw
+    /// traces, to see why a connection was slow. They cost time under TCG.
+    #[arg(long)]
+    pub cm_trace: bool,
 }
 
 impl BenchArgs {
@@ -71,6 +76,7 @@ impl BenchArgs {
             analyze_only: false,
             timeout: 3600,
             kernel_args: String::new(),
+            cm_trace: false,
         }
     }
 }
@@ -99,6 +105,8 @@ struct Plan {
     addrs: Vec<u32>,
     ids: Vec<u32>,
     groups: Vec<u32>,
+    /// The RDMA CM's trace events in the raw traces too.
+    cm_trace: bool,
 }
 
 impl BenchArgs {
@@ -109,6 +117,7 @@ impl BenchArgs {
             addrs: parse_list("addrs", &self.addrs)?,
             ids: parse_list("ids", &self.ids)?,
             groups: parse_list("groups", &self.groups)?,
+            cm_trace: self.cm_trace,
         };
         if self.quick {
             p.reps = p.reps.min(2);
@@ -230,8 +239,9 @@ fn run_guest(
     std::fs::create_dir_all(raw).with_context(|| format!("cannot create {}", raw.display()))?;
     let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
     let payload = format!(
-        "REPS_SCALE={} bash '{}' '{}' '{}' '{}' {} '{}' '{}' '{}'\n",
+        "REPS_SCALE={} BENCH_CM_TRACE={} bash '{}' '{}' '{}' '{}' {} '{}' '{}' '{}'\n",
         plan.reps_scale,
+        u8::from(plan.cm_trace),
         vm::guest_path(&project.root, &project.root.join("rust/guest/bench.sh"))?,
         vm::guest_path(&project.root, &ksft.join("drivers/net/rdmabond"))?,
         vm::guest_path(&project.root, &rbc)?,
