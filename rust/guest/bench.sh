@@ -164,7 +164,7 @@ latency()
 		# host nobody tuned: how much does ARP flux cost?
 		servers=("${IP4_B[@]}")
 		period=4
-		arp_sysctls 0 0 || { err "lat-$family-$kind: cannot reset the ARP sysctls"; return; }
+		topo_arp_sysctls "$NS_A" 0 0 "${PORTS_A[@]}" || { err "lat-$family-$kind: cannot reset the ARP sysctls"; return; }
 		;;
 	ipv6)
 		servers=("${IP6_B[@]}")
@@ -194,19 +194,7 @@ latency()
 	trace_save "lat-$family-$kind"
 	topo_wait 20 a0_home || err "lat-$family-$kind: a0 did not get its addresses back"
 	[ "$family" = ipv6-optimistic ] && optimistic 0
-	[ "$family" = ipv4-stock-arp ] && arp_sysctls 1 2
-}
-
-# arp_sysctls IGNORE ANNOUNCE: host A's ARP sysctls, for all its devices and
-# each port.
-arp_sysctls()
-{
-	local conf
-	for conf in all default "${PORTS_A[@]}"; do
-		ip netns exec "$NS_A" sysctl -qw \
-			"net.ipv4.conf.$conf.arp_ignore=$1" \
-			"net.ipv4.conf.$conf.arp_announce=$2" || return 1
-	done
+	[ "$family" = ipv4-stock-arp ] && topo_arp_sysctls "$NS_A" 1 2 "${PORTS_A[@]}"
 }
 
 # optimistic 0|1: optimistic DAD off or on for host A's ports.
