@@ -3,13 +3,13 @@
 //!
 //! ```text
 //! [rdma-rc]
-//! patches = 1-2
+//! patches = 1-3
 //! stable = true
 //! cover = cover-rdma-rc.txt
 //!
 //! [rdma-next]
-//! patches = 3-15
-//! acked-by = netdev 3-4
+//! patches = 4-15
+//! acked-by = netdev 4-5
 //! ```
 //!
 //! `send` writes one directory per part (`target/series/vN/<tree>/`, each applying on
