@@ -185,6 +185,16 @@ impl Client<'_> {
     }
 
     fn on_cm(&mut self, ev: rdma::CmEvent) {
+        self.on_cm_event(&ev);
+        // The kernel cannot remove the RDMA device before every id on it is
+        // destroyed (`rdma link del` waits): a retired id goes now, not when
+        // its retirement ends.
+        if ev.kind == ffi::RDMA_CM_EVENT_DEVICE_REMOVAL {
+            self.retired.retain(|r| r.2.id() != ev.id);
+        }
+    }
+
+    fn on_cm_event(&mut self, ev: &rdma::CmEvent) {
         let Some(&i) = self.ids.get(&(ev.id as usize)) else {
             let old = self.retired.iter().find(|r| r.2.id() == ev.id);
             if let (Some(&(_, i, _)), ffi::RDMA_CM_EVENT_ADDR_CHANGE) = (old, ev.kind) {

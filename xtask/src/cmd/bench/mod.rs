@@ -341,7 +341,13 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// The families of bench.sh's latency cases, in the order of the table: its
 /// lat-FAMILY-KIND files (ipv4-stock-arp has admin only).
-const LATENCY_FAMILIES: [&str; 4] = ["ipv4", "ipv6", "ipv6-optimistic", "ipv4-stock-arp"];
+const LATENCY_FAMILIES: [&str; 5] = [
+    "ipv4",
+    "ipv6",
+    "ipv6-optimistic",
+    "ipv6-fast-dad",
+    "ipv4-stock-arp",
+];
 
 /// Reads everything bench.sh left in `raw`.
 fn summarise(raw: &Path, plan: &Plan) -> Result<Summary> {
