@@ -209,25 +209,21 @@ latency()
 	[ "$family" = ipv4-stock-arp ] && topo_arp_sysctls "$NS_A" 1 2 "${PORTS_A[@]}"
 }
 
-# optimistic 0|1: optimistic DAD off or on for host A's ports.
-optimistic()
+# ports_sysctl KEY VALUE: the sysctl KEY, with PORT replaced by each of host
+# A's ports, set to VALUE.
+ports_sysctl()
 {
 	local p
 	for p in "${PORTS_A[@]}"; do
-		ip netns exec "$NS_A" sysctl -qw \
-			"net.ipv6.conf.$p.optimistic_dad=$1" || return 1
+		ip netns exec "$NS_A" sysctl -qw "${1//PORT/$p}=$2" || return 1
 	done
 }
 
+# optimistic 0|1: optimistic DAD off or on for host A's ports.
+optimistic() { ports_sysctl net.ipv6.conf.PORT.optimistic_dad "$1"; }
+
 # retrans MS: RetransTimer (retrans_time_ms) of host A's ports.
-retrans()
-{
-	local p
-	for p in "${PORTS_A[@]}"; do
-		ip netns exec "$NS_A" sysctl -qw \
-			"net.ipv6.neigh.$p.retrans_time_ms=$1" || return 1
-	done
-}
+retrans() { ports_sysctl net.ipv6.neigh.PORT.retrans_time_ms "$1"; }
 
 # extra_addrs add|del N: N-1 more IPv4 addresses on a0, in one ip batch.
 extra_addrs()
