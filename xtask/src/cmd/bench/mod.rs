@@ -37,8 +37,9 @@ pub struct BenchArgs {
     /// Group counts of the group scaling.
     #[arg(long, default_value = "1 8 32")]
     pub groups: String,
-    /// A short run, as `cargo xtask ci` does: 2 repetitions, 2 per scaling
-    /// point, smaller scaling points.
+    /// A short run, as `cargo xtask ci` does: one failover and one failback
+    /// per latency case, 2 repetitions per scaling point, smaller scaling
+    /// points.
     #[arg(long)]
     pub quick: bool,
     /// Copy the plots to Documentation/img/.
@@ -120,7 +121,7 @@ impl BenchArgs {
             cm_trace: self.cm_trace,
         };
         if self.quick {
-            p.reps = p.reps.min(2);
+            p.reps = p.reps.min(1);
             p.reps_scale = p.reps_scale.min(2);
             p.addrs.retain(|n| *n <= 16);
             p.ids.retain(|n| *n <= 100);
@@ -634,7 +635,7 @@ mod tests {
         assert!(parse_list("ids", "0").is_err());
         assert!(parse_list("ids", " ").is_err());
         let p = BenchArgs::quick().plan().unwrap();
-        assert_eq!((p.reps, p.reps_scale), (2, 2));
+        assert_eq!((p.reps, p.reps_scale), (1, 2));
         assert_eq!(p.addrs, [1, 16]);
         assert_eq!(p.ids, [1, 100]);
         assert_eq!(p.groups, [1, 8]);

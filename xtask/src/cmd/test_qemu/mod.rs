@@ -34,7 +34,8 @@ pub struct TestQemuArgs {
     #[arg(long, env = "RDMABOND_DEBIAN_MIRROR")]
     pub mirror: Option<String>,
     /// Which builds of the series to test, in order: `y` boots the built-in driver
-    /// and runs every selftest; `m` builds the driver as a module and runs the tests
+    /// and runs every selftest (but `DBG_TESTS` when the run has `dbg` or `kasan`,
+    /// which run them); `m` builds the driver as a module and runs the tests
     /// that load and unload it (see `MODULE_TESTS`); `dbg` is `m` on a debug kernel
     /// (lockdep, kmemleak, reference trackers, ...) and runs `DBG_TESTS`; `kasan`
     /// is `dbg` with KASAN (not run by default: about ten times slower under TCG).
@@ -62,13 +63,36 @@ pub enum Runner {
 /// when the series has none of them yet, the module build runs every test.
 pub const MODULE_TESTS: &[&str] = &["teardown.sh"];
 
-/// Selftests the debug kernel runs: the ones that exercise the locking and reference
-/// rules (groups and attributes, failover, teardown and unload, the storm, malformed
-/// netlink). The others run on the `=y` kernel only: under TCG the debug kernel is
-/// several times slower.
-/// failover.sh passed on the debug kernel by hand (2026-12-02, 700 s, no report) but
-/// is left to the `=y` run: with it the two guests took 62 minutes, over CI's budget.
-pub const DBG_TESTS: &[&str] = &["basic.sh", "teardown.sh", "storm.sh", "netlink.sh"];
+/// Selftests the debug kernel runs: teardown.sh takes every reference and lock path
+/// of the driver (failover and failback, deleting the group, removing ports, moving
+/// and deleting namespaces, unloading the module mid-failover, rdma link del/add
+/// racing with master/nomaster), netlink.sh every error path of the netlink
+/// parsing. A run that boots the debug kernel leaves them to it, and its `=y` stage
+/// runs the others (see `Stage::leave`): each test runs once, on the kernel where
+/// it tells the most.
+/// Under TCG the debug kernel runs these tests five to eight times slower than
+/// `=y` (each process start costs about a second there): basic.sh 403 s (98 s on
+/// `=y`), storm.sh 494 s (173 s), teardown.sh 958 s (187 s) on 2026-12-07. basic.sh
+/// and storm.sh, which went through the same paths, ran there too until then: with
+/// them CI took 83 minutes, over its budget, and they are left to `=y`.
+pub const DBG_TESTS: &[&str] = &["teardown.sh", "netlink.sh"];
+
+/// Whether a run of `variants` leaves [`DBG_TESTS`] out of its `=y` stage: it boots
+/// a debug kernel, which runs them, and no --filter chose the tests.
+pub fn y_leaves_dbg_tests(variants: &[Variant], filter: Option<&str>) -> bool {
+    filter.is_none()
+        && variants
+            .iter()
+            .any(|v| matches!(v, Variant::Dbg | Variant::Kasan))
+}
+
+/// The tests of `list` (`collection:test` lines) whose file is not in `names`.
+pub fn tests_without(list: &str, names: &[&str]) -> Vec<String> {
+    list_tests(list)
+        .into_iter()
+        .filter(|t| !names.iter().any(|n| t.ends_with(&format!(":{n}"))))
+        .collect()
+}
 /// One boot: a kernel variant and the tests it runs.
 struct Stage<'a> {
     variant: Variant,
@@ -77,6 +101,9 @@ struct Stage<'a> {
     rb_ip: Option<&'a Path>,
     /// The selftests ran elsewhere (vng): boot for KUnit and the consumer only.
     no_selftests: bool,
+    /// Tests this stage leaves to another stage of the run (the `=y` stage, to
+    /// the debug kernel: [`y_leaves_dbg_tests`]).
+    leave: &'a [&'a str],
 }
 
 impl<'a> Stage<'a> {
@@ -86,6 +113,7 @@ impl<'a> Stage<'a> {
             filter,
             rb_ip: None,
             no_selftests: false,
+            leave: &[],
         }
     }
 
@@ -115,6 +143,12 @@ impl<'a> Stage<'a> {
 
     /// The tests this stage runs, as `collection:test` names, in list order.
     fn select(&self, list: &str) -> Result<Vec<String>> {
+        if self.filter.is_none() && !self.leave.is_empty() {
+            let picked = tests_without(list, self.leave);
+            if !picked.is_empty() {
+                return Ok(picked);
+            }
+        }
         if self.filter.is_some() || self.variant == Variant::Y {
             return select_tests(list, self.filter);
         }
@@ -230,17 +264,26 @@ impl TestQemuArgs {
                 }
             };
             let vng = variant == Variant::Y && self.runner == Runner::Vng;
+            let leave: &[&str] = if variant == Variant::Y
+                && y_leaves_dbg_tests(&self.variants, self.filter.as_deref())
+            {
+                println!(
+                    "=y leaves {} to the debug kernel, which runs them in this run",
+                    DBG_TESTS.join(", ")
+                );
+                DBG_TESTS
+            } else {
+                &[]
+            };
+            let stage = Stage {
+                rb_ip: rb_ip.as_deref(),
+                no_selftests: vng,
+                leave,
+                ..Stage::new(variant, self.filter.as_deref())
+            };
             if vng {
                 let cases = phases.run("tests-vng", || {
-                    run_vng(
-                        sh,
-                        project,
-                        &built,
-                        accel,
-                        self.filter.as_deref(),
-                        rb_ip.as_deref(),
-                        self.timeout,
-                    )
+                    run_vng(sh, project, &built, accel, &stage, self.timeout)
                 })?;
                 for c in &cases {
                     counts.add_case(c);
@@ -253,11 +296,6 @@ impl TestQemuArgs {
                     println!("  {l}");
                 }
             }
-            let stage = Stage {
-                rb_ip: rb_ip.as_deref(),
-                no_selftests: vng,
-                ..Stage::new(variant, self.filter.as_deref())
-            };
             let (mut cases, outcome) = phases.run(&format!("tests-{}", variant.name()), || {
                 stage.run(project, &built, accel, self.timeout)
             })?;
@@ -310,10 +348,10 @@ fn run_vng(
     project: &Project,
     built: &Built,
     accel: Accel,
-    filter: Option<&str>,
-    rb_ip: Option<&Path>,
+    stage: &Stage,
     timeout: u64,
 ) -> Result<Vec<Case>> {
+    let (filter, leave, rb_ip) = (stage.filter, stage.leave, stage.rb_ip);
     let Some(ksft) = &built.kselftest else {
         bail!("--runner vng: the series adds no selftests");
     };
@@ -323,9 +361,13 @@ fn run_vng(
     crate::common::vng::ensure_installed()?;
     let list = std::fs::read_to_string(ksft.join("kselftest-list.txt"))
         .with_context(|| format!("no kselftest-list.txt in {}", ksft.display()))?;
+    let all = list_tests(&list);
     let picked: Vec<String> = match filter {
         Some(_) => select_tests(&list, filter)?,
-        None => list_tests(&list),
+        None => match tests_without(&list, leave) {
+            rest if rest.is_empty() => all.clone(),
+            rest => rest,
+        },
     };
     let names: Vec<String> = picked
         .iter()
@@ -334,7 +376,9 @@ fn run_vng(
         .collect();
     let log_dir = project.target_dir().join("vm/vng");
     crate::common::vng::prebuild(sh, &project.tree, target, &log_dir.join("build.log"))?;
-    let inner = crate::common::vng::make_command(target, filter.map(|_| names.as_slice()));
+    // TEST_PROGS only when the run does not want the target's whole list.
+    let subset = filter.is_some() || picked.len() != all.len();
+    let inner = crate::common::vng::make_command(target, subset.then_some(names.as_slice()));
     // vng's guest sees the host's root: host paths are guest paths.
     let mut env: Vec<(String, String)> = vec![(
         "CLANG".to_string(),
@@ -551,13 +595,32 @@ mod tests {
             .unwrap()
             .is_empty());
         // The debug stage runs its own list, in the list's order.
+        let list_nl = format!("{list}drivers/net/rdmabond:netlink.sh\n");
         assert_eq!(
-            Stage::new(Variant::Dbg, None).select(list).unwrap(),
+            Stage::new(Variant::Dbg, None).select(&list_nl).unwrap(),
             vec![
-                "drivers/net/rdmabond:basic.sh",
-                "drivers/net/rdmabond:teardown.sh"
+                "drivers/net/rdmabond:teardown.sh",
+                "drivers/net/rdmabond:netlink.sh"
             ]
         );
+        // A =y stage that leaves them to the debug kernel runs the others.
+        let y = Stage {
+            leave: DBG_TESTS,
+            ..Stage::new(Variant::Y, None)
+        };
+        assert_eq!(
+            y.select(&list_nl).unwrap(),
+            vec![
+                "drivers/net/rdmabond:topology.sh",
+                "drivers/net/rdmabond:basic.sh",
+                "drivers/net/rdmabond:failover.sh"
+            ]
+        );
+        // ... and everything when nothing else is left.
+        assert!(y
+            .select("drivers/net/rdmabond:teardown.sh\n")
+            .unwrap()
+            .is_empty());
         // The built-in stage runs everything; a filter applies to both.
         assert!(Stage::new(Variant::Y, None)
             .select(list)
@@ -567,5 +630,18 @@ mod tests {
             Stage::new(Variant::M, Some("fail")).select(list).unwrap(),
             vec!["drivers/net/rdmabond:failover.sh"]
         );
+    }
+
+    #[test]
+    fn y_leaves_the_debug_tests_only_to_a_debug_kernel_of_the_same_run() {
+        assert!(y_leaves_dbg_tests(&[Variant::Y, Variant::Dbg], None));
+        assert!(y_leaves_dbg_tests(&[Variant::Kasan, Variant::Y], None));
+        assert!(!y_leaves_dbg_tests(&[Variant::Y], None));
+        assert!(!y_leaves_dbg_tests(&[Variant::Y, Variant::M], None));
+        // A filter picks the tests of every stage itself.
+        assert!(!y_leaves_dbg_tests(
+            &[Variant::Y, Variant::Dbg],
+            Some("basic")
+        ));
     }
 }
