@@ -141,6 +141,17 @@ impl<'a> Stage<'a> {
         self.variant == Variant::Y && consumer::wanted(self.filter)
     }
 
+    /// The tests this stage runs, spelled out: [`Stage::select`], with "every test"
+    /// as the list's tests.
+    fn tests(&self, list: &str) -> Result<Vec<String>> {
+        let picked = self.select(list)?;
+        Ok(if picked.is_empty() {
+            list_tests(list)
+        } else {
+            picked
+        })
+    }
+
     /// The tests this stage runs, as `collection:test` names, in list order.
     fn select(&self, list: &str) -> Result<Vec<String>> {
         if self.filter.is_none() && !self.leave.is_empty() {
@@ -351,7 +362,7 @@ fn run_vng(
     stage: &Stage,
     timeout: u64,
 ) -> Result<Vec<Case>> {
-    let (filter, leave, rb_ip) = (stage.filter, stage.leave, stage.rb_ip);
+    let rb_ip = stage.rb_ip;
     let Some(ksft) = &built.kselftest else {
         bail!("--runner vng: the series adds no selftests");
     };
@@ -361,14 +372,7 @@ fn run_vng(
     crate::common::vng::ensure_installed()?;
     let list = std::fs::read_to_string(ksft.join("kselftest-list.txt"))
         .with_context(|| format!("no kselftest-list.txt in {}", ksft.display()))?;
-    let all = list_tests(&list);
-    let picked: Vec<String> = match filter {
-        Some(_) => select_tests(&list, filter)?,
-        None => match tests_without(&list, leave) {
-            rest if rest.is_empty() => all.clone(),
-            rest => rest,
-        },
-    };
+    let picked = stage.tests(&list)?;
     let names: Vec<String> = picked
         .iter()
         .filter(|t| t.starts_with(&format!("{target}:")))
@@ -377,7 +381,7 @@ fn run_vng(
     let log_dir = project.target_dir().join("vm/vng");
     crate::common::vng::prebuild(sh, &project.tree, target, &log_dir.join("build.log"))?;
     // TEST_PROGS only when the run does not want the target's whole list.
-    let subset = filter.is_some() || picked.len() != all.len();
+    let subset = picked.len() != list_tests(&list).len();
     let inner = crate::common::vng::make_command(target, subset.then_some(names.as_slice()));
     // vng's guest sees the host's root: host paths are guest paths.
     let mut env: Vec<(String, String)> = vec![(
@@ -516,10 +520,7 @@ fn run_tests(
         Some(dir) => {
             let list = fs_err::read_to_string(dir.join("kselftest-list.txt"))
                 .with_context(|| format!("no kselftest-list.txt in {}", dir.display()))?;
-            let mut picked = stage.select(&list)?;
-            if picked.is_empty() {
-                picked = list_tests(&list);
-            }
+            let picked = stage.tests(&list)?;
             for t in &picked {
                 let collection = t.split_once(':').map_or(t.as_str(), |(c, _)| c);
                 let settings = fs_err::read_to_string(dir.join(collection).join("settings")).ok();
